@@ -1,0 +1,71 @@
+"""The estimator's configuration: which backend runs each stage, the model, the device and thresholds."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+DEVICES = ("auto", "cpu", "gpu")
+
+
+@dataclass
+class EstimatorConfig:
+    """Everything :class:`~headpose_ros.estimator.pipeline.HeadPoseEstimator` needs; defaults are the CPU default.
+
+    - ``detector`` / ``keypoints``: backend names (see ``DETECTORS`` and ``KEYPOINT_SOURCES``), with options.
+    - ``model``: a shipped model's name (``default``, ``openpose``) or a path to a ``.weights.h5`` file whose
+      ``.json`` card sits beside it.
+    - ``device``: ``auto`` (a GPU when TensorFlow sees one), ``cpu`` or ``gpu`` (an error without one).
+    - ``min_face_score``: detector score below which a face is dropped, in [0, 1].
+    - ``keypoint_threshold``: confidence below which a keypoint counts as missing, in [0, 1].
+    - ``max_faces``: at most this many faces (the largest) are processed per frame.
+    - ``min_face_px``: faces whose box is narrower than this many pixels are dropped.
+    """
+
+    detector: str = "mediapipe"
+    detector_options: dict[str, Any] = field(default_factory=dict)
+    keypoints: str = "face_mesh"
+    keypoint_options: dict[str, Any] = field(default_factory=dict)
+    model: str = "default"
+    device: str = "auto"
+    min_face_score: float = 0.5
+    keypoint_threshold: float = 0.3
+    max_faces: int = 16
+    min_face_px: int = 16
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first bad value."""
+        if self.device not in DEVICES:
+            raise ConfigError(f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
+        for name in ("min_face_score", "keypoint_threshold"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+                raise ConfigError(f"{name} must be a number in [0, 1], not {value!r}")
+        if not isinstance(self.max_faces, int) or isinstance(self.max_faces, bool) or not 1 <= self.max_faces <= 256:
+            raise ConfigError(f"max_faces must be an integer in [1, 256], not {self.max_faces!r}")
+        if not isinstance(self.min_face_px, int) or isinstance(self.min_face_px, bool) or not 0 <= self.min_face_px <= 4096:
+            raise ConfigError(f"min_face_px must be an integer in [0, 4096], not {self.min_face_px!r}")
+        for name in ("detector", "keypoints", "model"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ConfigError(f"{name} must be a non-empty string, not {getattr(self, name)!r}")
+        for name in ("detector_options", "keypoint_options"):
+            if not isinstance(getattr(self, name), dict):
+                raise ConfigError(f"{name} must be a mapping, not {getattr(self, name)!r}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "EstimatorConfig":
+        """Build from a mapping (a YAML section, ROS parameters); unknown keys raise ConfigError."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown estimator setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**dict(values))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

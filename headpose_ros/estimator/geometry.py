@@ -1,0 +1,184 @@
+"""Every angle and frame convention of the package lives here; nothing else converts angles.
+
+Angles (yaw, pitch, roll) are degrees in the convention of Hopenet / FSA-Net / 6DRepNet and of the
+datasets in ``shared/data``:
+
+- yaw > 0: the face turns toward the image's left (the subject's right);
+- pitch > 0: the face looks up;
+- roll > 0: the face turns clockwise on screen.
+
+As a rotation: with the camera's optical frame C (x right, y down, z forward) and the *head frame* H
+(x to the subject's left, y to the chin, z to the back of the head; a frontal face is the identity)::
+
+    R_C_H = Rx(-pitch) @ Ry(yaw) @ Rz(roll)
+
+The REP-155 *face frame* F has x out of the face, y to the subject's left and z to the top of the head;
+the *gaze frame* G is optical (z along the gaze, x to the subject's right, y down). Both have their origin
+between the eyes. Quaternions are (x, y, z, w), as ROS orders them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from .types import NUM_KEYPOINTS, CameraIntrinsics, HeadPose
+
+#: Head-frame axes -> face-frame axes (REP-155): columns are F's x, y, z expressed in H.
+R_HEAD_FACE = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [-1.0, 0.0, 0.0]])
+#: Head-frame axes -> gaze-frame axes (optical, z out of the face): a half turn about the head's y axis.
+R_HEAD_GAZE = np.diag([-1.0, 1.0, -1.0])
+#: Face frame -> gaze frame, a constant: the gaze frame is published as a child of the face frame.
+R_FACE_GAZE = R_HEAD_FACE.T @ R_HEAD_GAZE
+
+#: Mean adult positions of the five keypoints in the head frame, millimetres, origin between the eye
+#: centres, rows in KEYPOINT_NAMES order. Eyes: 63 mm apart (mean adult interpupillary distance). Ears: the
+#: points keypoint sources call "ear" (the face outline at the tragus level), not anthropometric tragion.
+HEAD_MODEL_MM = np.array(
+    [
+        [0.0, 45.0, -30.0],  # nose tip
+        [-31.5, 0.0, 0.0],  # right eye (subject's right = -x)
+        [31.5, 0.0, 0.0],  # left eye
+        [-70.0, 25.0, 60.0],  # right ear
+        [70.0, 25.0, 60.0],  # left ear
+    ]
+)
+
+
+def rotation_from_ypr(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    """R_C_H (3x3) of a head pose given in degrees."""
+    return Rotation.from_euler("XYZ", [-pitch, yaw, roll], degrees=True).as_matrix()
+
+
+def rotations_from_ypr(ypr: np.ndarray) -> np.ndarray:
+    """Vectorised :func:`rotation_from_ypr`: (N, 3) degrees (yaw, pitch, roll) -> (N, 3, 3)."""
+    ypr = np.asarray(ypr, dtype=np.float64).reshape(-1, 3)
+    angles = np.stack([-ypr[:, 1], ypr[:, 0], ypr[:, 2]], axis=1)
+    return Rotation.from_euler("XYZ", angles, degrees=True).as_matrix()
+
+
+def ypr_from_rotation(r_c_h: np.ndarray) -> HeadPose:
+    """The head pose (degrees) of R_C_H; yaw in [-90, 90], pitch and roll in [-180, 180]."""
+    with np.errstate(all="ignore"):
+        a, b, c = Rotation.from_matrix(np.asarray(r_c_h, dtype=np.float64)).as_euler("XYZ", degrees=True)
+    return HeadPose(yaw=float(b), pitch=float(-a), roll=float(c))
+
+
+def quaternion_from_ypr(pose: HeadPose, frame: str = "head") -> np.ndarray:
+    """Quaternion (x, y, z, w) of the head (``frame='head'``) or REP-155 face frame (``'face'``) in the camera's
+    optical frame."""
+    r = rotation_from_ypr(pose.yaw, pose.pitch, pose.roll)
+    if frame == "face":
+        r = r @ R_HEAD_FACE
+    elif frame != "head":
+        raise ValueError(f"frame must be 'head' or 'face', not {frame!r}")
+    return Rotation.from_matrix(r).as_quat()
+
+
+def ypr_from_quaternion(q: np.ndarray, frame: str = "head") -> HeadPose:
+    """Inverse of :func:`quaternion_from_ypr`."""
+    r = Rotation.from_quat(np.asarray(q, dtype=np.float64)).as_matrix()
+    if frame == "face":
+        r = r @ R_HEAD_FACE.T
+    elif frame != "head":
+        raise ValueError(f"frame must be 'head' or 'face', not {frame!r}")
+    return ypr_from_rotation(r)
+
+
+def quaternion_face_to_gaze() -> np.ndarray:
+    """The constant quaternion (x, y, z, w) of the gaze frame in the face frame."""
+    return Rotation.from_matrix(R_FACE_GAZE).as_quat()
+
+
+def facing_direction(pose: HeadPose) -> np.ndarray:
+    """Unit vector out of the face (the face frame's x axis) in the camera's optical frame."""
+    return rotation_from_ypr(pose.yaw, pose.pitch, pose.roll) @ np.array([0.0, 0.0, -1.0])
+
+
+def slerp_quaternions(q0: np.ndarray, q1: np.ndarray, t: float) -> np.ndarray:
+    """Spherical interpolation from q0 (t = 0) to q1 (t = 1); quaternions (x, y, z, w)."""
+    r0, r1 = Rotation.from_quat(q0), Rotation.from_quat(q1)
+    delta = (r0.inv() * r1).as_rotvec()
+    return (r0 * Rotation.from_rotvec(float(t) * delta)).as_quat()
+
+
+def quaternion_angle_deg(q0: np.ndarray, q1: np.ndarray) -> float:
+    """Angle in degrees of the rotation taking q0 to q1."""
+    return float(np.degrees((Rotation.from_quat(q0).inv() * Rotation.from_quat(q1)).magnitude()))
+
+
+def wrap_deg(angle: "float | np.ndarray") -> "float | np.ndarray":
+    """Angle(s) wrapped to [-180, 180) degrees."""
+    return (np.asarray(angle) + 180.0) % 360.0 - 180.0
+
+
+def angle_abs_error(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Absolute per-angle error in degrees, wrapped, for arrays of (yaw, pitch, roll)."""
+    return np.abs(wrap_deg(np.asarray(pred, dtype=np.float64) - np.asarray(true, dtype=np.float64)))
+
+
+# --- dataset conventions -----------------------------------------------------------------------------------
+
+def ypr_from_aflw_pose_para(pose_para: np.ndarray) -> HeadPose:
+    """AFLW2000-3D ``Pose_Para[:3]`` (pitch, yaw, roll in radians) -> degrees in this package's convention."""
+    pitch, yaw, roll = (math.degrees(float(v)) for v in np.asarray(pose_para).ravel()[:3])
+    return HeadPose(yaw=yaw, pitch=pitch, roll=roll)
+
+
+def ypr_from_biwi_rotation(m: np.ndarray) -> HeadPose:
+    """BIWI ``frame_XXXXX_pose.txt`` rotation block (3x3, as stored) -> degrees in this package's convention."""
+    r = np.asarray(m, dtype=np.float64)[:3, :3].T
+    roll = -math.atan2(r[1, 0], r[0, 0])
+    yaw = -math.atan2(-r[2, 0], math.hypot(r[2, 1], r[2, 2]))
+    pitch = math.atan2(r[2, 1], r[2, 2])
+    return HeadPose(yaw=math.degrees(yaw), pitch=math.degrees(pitch), roll=math.degrees(roll))
+
+
+# --- projection and position -----------------------------------------------------------------------------
+
+def project_points(points_c: np.ndarray, intrinsics: CameraIntrinsics) -> np.ndarray:
+    """Pinhole projection of (N, 3) optical-frame points (any unit, z > 0) to (N, 2) pixels."""
+    p = np.asarray(points_c, dtype=np.float64)
+    z = np.maximum(p[..., 2], 1e-9)
+    return np.stack([intrinsics.fx * p[..., 0] / z + intrinsics.cx, intrinsics.fy * p[..., 1] / z + intrinsics.cy], -1)
+
+
+def unit_depth_ray(u: float, v: float, intrinsics: CameraIntrinsics) -> np.ndarray:
+    """The point at depth 1 on the ray through pixel (u, v), optical frame."""
+    return np.array([(u - intrinsics.cx) / intrinsics.fx, (v - intrinsics.cy) / intrinsics.fy, 1.0])
+
+
+def estimate_position(
+    keypoints_xy: np.ndarray,
+    weights: np.ndarray,
+    pose: HeadPose,
+    intrinsics: CameraIntrinsics,
+    model_mm: np.ndarray = HEAD_MODEL_MM,
+    min_depth_m: float = 0.05,
+) -> Optional[np.ndarray]:
+    """Head position (metres, optical frame, origin between the eyes) from 2D keypoints and orientation.
+
+    Solves the pinhole equations of the weighted keypoints for the translation t of the head model
+    ``model_mm`` rotated by ``pose`` (linear least squares). Returns None when fewer than two keypoints carry
+    weight, the system is degenerate or the result lies behind the camera (< ``min_depth_m``).
+    """
+    xy = np.asarray(keypoints_xy, dtype=np.float64).reshape(NUM_KEYPOINTS, 2)
+    w = np.nan_to_num(np.asarray(weights, dtype=np.float64).reshape(NUM_KEYPOINTS))
+    keep = (w > 0) & np.all(np.isfinite(xy), axis=1)
+    if keep.sum() < 2 or not intrinsics.is_valid():
+        return None
+    rotated = (rotation_from_ypr(pose.yaw, pose.pitch, pose.roll) @ (model_mm / 1000.0).T).T[keep]
+    xn = (xy[keep, 0] - intrinsics.cx) / intrinsics.fx
+    yn = (xy[keep, 1] - intrinsics.cy) / intrinsics.fy
+    ones, zeros = np.ones_like(xn), np.zeros_like(xn)
+    # x_n * (P_z + t_z) = P_x + t_x  ->  t_x - x_n t_z = x_n P_z - P_x   (same for y)
+    a = np.concatenate([np.stack([ones, zeros, -xn], 1), np.stack([zeros, ones, -yn], 1)])
+    b = np.concatenate([xn * rotated[:, 2] - rotated[:, 0], yn * rotated[:, 2] - rotated[:, 1]])
+    sw = np.sqrt(np.concatenate([w[keep], w[keep]]))
+    sol, _, rank, _ = np.linalg.lstsq(a * sw[:, None], b * sw, rcond=None)
+    if rank < 3 or not np.all(np.isfinite(sol)) or sol[2] < min_depth_m:
+        return None
+    return sol

@@ -1,0 +1,115 @@
+"""The estimator: face boxes -> five keypoints and their heatmaps -> CNN angles -> pose and position."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Optional
+
+import numpy as np
+
+from . import geometry
+from .config import EstimatorConfig
+from .detectors import DETECTORS, FaceDetector
+from .errors import ConfigError
+from .images import to_bgr8
+from .keypoints import KEYPOINT_SOURCES, KeypointSource
+from .regressor import HeadPoseRegressor
+from .types import (HEATMAP_SIZE, LEFT_EYE, NUM_KEYPOINTS, RIGHT_EYE, CameraIntrinsics, FaceBox, FaceResult,
+                    FrameResult, HeadPose)
+
+LOG = logging.getLogger(__name__)
+#: Stage names of ``FrameResult.stages_ms``, in pipeline order.
+STAGES = ("detect", "keypoints", "regress", "total")
+
+
+class HeadPoseEstimator:
+    """Runs the configured backends on one frame at a time; safe to call from one thread at a time."""
+
+    def __init__(
+        self,
+        config: Optional[EstimatorConfig] = None,
+        *,
+        detector: Optional[FaceDetector] = None,
+        keypoint_source: Optional[KeypointSource] = None,
+        regressor: Optional[HeadPoseRegressor] = None,
+    ):
+        self.config = config or EstimatorConfig()
+        self.config.validate()
+        self.regressor = regressor or HeadPoseRegressor(self.config.model, self.config.device)
+        self.detector = detector or DETECTORS.create(self.config.detector, **self.config.detector_options)
+        self.keypoint_source = keypoint_source or KEYPOINT_SOURCES.create(
+            self.config.keypoints, **self.config.keypoint_options)
+        kind = getattr(self.keypoint_source, "heatmap_kind", "rendered")
+        if kind != self.regressor.heatmap_kind:
+            raise ConfigError(
+                f"model {self.regressor.weights_path.name} was trained on {self.regressor.heatmap_kind!r} heatmaps, "
+                f"but keypoint source {self.config.keypoints!r} makes {kind!r} heatmaps; pick a matching model")
+
+    def describe(self) -> dict[str, str]:
+        """Backends, model file and device in use, for logs and diagnostics."""
+        return {
+            "detector": self.config.detector,
+            "keypoints": self.config.keypoints,
+            "model": str(self.regressor.weights_path),
+            "device": self.regressor.device,
+        }
+
+    def _select(self, boxes: list[FaceBox], width: int, height: int) -> list[FaceBox]:
+        cfg = self.config
+        kept = [b.clipped(width, height) for b in boxes if b.score >= cfg.min_face_score]
+        kept = [b for b in kept if min(b.width, b.height) >= max(cfg.min_face_px, 1)]
+        kept.sort(key=lambda b: b.area, reverse=True)
+        return kept[: cfg.max_faces]
+
+    def process(self, image: np.ndarray, intrinsics: Optional[CameraIntrinsics] = None,
+                channel_order: str = "bgr") -> FrameResult:
+        """Every face's pose in one image (any array :func:`to_bgr8` takes), largest face first.
+
+        With ``intrinsics`` (a calibrated camera) each face's ``position`` is metres in the optical frame;
+        without, it is the unit-depth ray under :meth:`CameraIntrinsics.guess`.
+        """
+        t0 = time.perf_counter()
+        img = to_bgr8(image, channel_order)
+        height, width = img.shape[:2]
+        boxes = self._select(self.detector.detect(img), width, height)
+        t1 = time.perf_counter()
+        located = self.keypoint_source.locate(img, boxes) if boxes else []
+        pairs = [(b, k) for b, k in zip(boxes, located) if k is not None]
+        t2 = time.perf_counter()
+        faces: list[FaceResult] = []
+        if pairs:
+            maps = np.stack([k.heatmaps for _, k in pairs]).astype(np.float32, copy=False)
+            angles = self.regressor.predict(maps)
+            for (box, kp), ypr in zip(pairs, angles):
+                pose = HeadPose(*(float(a) for a in ypr))
+                position, is_ray = self._position(kp.keypoints.xy, kp.keypoints.confidence, pose, intrinsics,
+                                                  width, height)
+                faces.append(FaceResult(box, kp.keypoints, pose, position, is_ray, heatmaps=kp.heatmaps))
+        t3 = time.perf_counter()
+        ms = lambda a, b: round((b - a) * 1000.0, 3)  # noqa: E731
+        stages = {"detect": ms(t0, t1), "keypoints": ms(t1, t2), "regress": ms(t2, t3), "total": ms(t0, t3)}
+        return FrameResult(faces=faces, image_size=(width, height), stages_ms=stages)
+
+    def _position(self, xy: np.ndarray, conf: np.ndarray, pose: HeadPose, intrinsics: Optional[CameraIntrinsics],
+                  width: int, height: int) -> tuple[np.ndarray, bool]:
+        visible = conf >= self.config.keypoint_threshold
+        if intrinsics is not None and intrinsics.is_valid():
+            position = geometry.estimate_position(xy, np.where(visible, conf, 0.0), pose, intrinsics)
+            if position is not None:
+                return position, False
+        eyes = xy[[RIGHT_EYE, LEFT_EYE]]
+        anchor = eyes.mean(axis=0) if visible[[RIGHT_EYE, LEFT_EYE]].all() else xy[visible].mean(axis=0) \
+            if visible.any() else xy.mean(axis=0)
+        cam = intrinsics if intrinsics is not None and intrinsics.is_valid() else CameraIntrinsics.guess(width, height)
+        return geometry.unit_depth_ray(float(anchor[0]), float(anchor[1]), cam), True
+
+    def close(self) -> None:
+        """Release the backends' native resources."""
+        for stage in (self.detector, self.keypoint_source):
+            closer = getattr(stage, "close", None)
+            if callable(closer):
+                closer()
+
+
+__all__ = ["HeadPoseEstimator", "EstimatorConfig", "STAGES", "HEATMAP_SIZE", "NUM_KEYPOINTS"]

@@ -1,0 +1,47 @@
+"""Backends chosen by name: each registry maps a name to ``"module:Class"``, imported only when created.
+
+Adding a backend is one module and one entry in its stage's registry; a backend whose dependency is missing
+fails when it is created, with a message naming the dependency, and never when the package is imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .errors import BackendUnavailableError, ConfigError
+
+
+class Registry:
+    """Named, lazily imported backends of one pipeline stage."""
+
+    def __init__(self, stage: str, entries: dict[str, str]):
+        self.stage = stage
+        self._entries = dict(entries)
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def resolve(self, name: str) -> type:
+        """The backend class registered as ``name``."""
+        if name not in self._entries:
+            raise ConfigError(f"unknown {self.stage} backend {name!r}; choose one of {', '.join(self.names())}")
+        module_name, _, attr = self._entries[name].partition(":")
+        try:
+            module = importlib.import_module(module_name, package=__package__)
+        except ImportError as exc:  # a backend's own dependency is missing
+            raise BackendUnavailableError(
+                f"{self.stage} backend {name!r} needs the Python package {exc.name or exc!s}, which is not installed"
+            ) from exc
+        return getattr(module, attr)
+
+    def create(self, name: str, **options: Any) -> Any:
+        """An instance of backend ``name`` built with ``options``; unknown options raise ConfigError."""
+        cls = self.resolve(name)
+        try:
+            return cls(**options)
+        except TypeError as exc:
+            raise ConfigError(f"bad options for {self.stage} backend {name!r}: {exc}") from exc

@@ -1,0 +1,170 @@
+"""The paper's regression CNN (Gupta et al. 2019): (96, 96, 5) keypoint heatmaps -> yaw, pitch, roll.
+
+Architecture, exactly as published: three blocks of Conv2D 5x5 (50, 50, 150 filters) -> ReLU -> MaxPool 2 ->
+Dropout (.2, .2, .3), then Flatten -> Dense 300 tanh -> Dropout .3 -> Dense 300 tanh -> Dropout .3 -> Dense 3 tanh.
+
+Label encoding: the three tanh outputs are yaw, pitch and roll in degrees divided by ``LABEL_SCALE_DEG``
+(120), so that every angle of the benchmark range (+-99 deg) sits at |output| <= 0.83, where tanh still has
+gradient. A model ships as ``NAME.weights.h5`` (Keras weights) with a ``NAME.json`` card beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from .errors import BackendUnavailableError, ConfigError, ModelFileError
+from .types import HEATMAP_SIZE, NUM_KEYPOINTS
+
+LOG = logging.getLogger(__name__)
+LABEL_SCALE_DEG = 120.0
+ARCHITECTURE = "gupta2019"
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+_GPU_FALLBACK_LOGGED = False
+
+
+@dataclass
+class ModelCard:
+    """What a weights file was trained on; ``heatmap_kind`` must match the keypoint source's."""
+
+    name: str
+    heatmap_kind: str
+    keypoint_source: str
+    architecture: str = ARCHITECTURE
+    label_scale_deg: float = LABEL_SCALE_DEG
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> "ModelCard":
+        try:
+            data = json.loads(path.read_text())
+            return cls(
+                name=str(data["name"]), heatmap_kind=str(data["heatmap_kind"]),
+                keypoint_source=str(data["keypoint_source"]), architecture=str(data["architecture"]),
+                label_scale_deg=float(data["label_scale_deg"]),
+                extra={k: v for k, v in data.items() if k not in {
+                    "name", "heatmap_kind", "keypoint_source", "architecture", "label_scale_deg"}},
+            )
+        except FileNotFoundError:
+            raise ModelFileError(f"model card {path} is missing (every weights file needs its .json card)") from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ModelFileError(f"model card {path} is not a valid card: {exc!r}") from None
+
+    def save(self, path: Path) -> None:
+        data = {
+            "name": self.name, "heatmap_kind": self.heatmap_kind, "keypoint_source": self.keypoint_source,
+            "architecture": self.architecture, "label_scale_deg": self.label_scale_deg, **self.extra,
+        }
+        path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def resolve_model_path(model: str) -> Path:
+    """The weights file of a shipped model name (``default``, ``openpose``) or of a path."""
+    if os.sep in model or model.endswith(".h5"):
+        return Path(model).expanduser()
+    return MODELS_DIR / f"{model}.weights.h5"
+
+
+def card_path(weights: Path) -> Path:
+    return weights.with_name(weights.name.replace(".weights.h5", "") + ".json")
+
+
+def build_model(seed: Optional[int] = None):
+    """The paper's CNN as an uncompiled Keras model (input (96, 96, 5) float32 in [0, 1])."""
+    import keras
+
+    layers = keras.layers
+    init = (lambda i: keras.initializers.GlorotUniform(seed=None if seed is None else seed + i))
+    x = inputs = keras.Input((HEATMAP_SIZE, HEATMAP_SIZE, NUM_KEYPOINTS), name="heatmaps")
+    for i, (filters, drop) in enumerate([(50, 0.2), (50, 0.2), (150, 0.3)]):
+        x = layers.Conv2D(filters, 5, activation="relu", kernel_initializer=init(i), name=f"conv{i + 1}")(x)
+        x = layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
+        x = layers.Dropout(drop, seed=seed, name=f"drop{i + 1}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    for i in range(2):
+        x = layers.Dense(300, activation="tanh", kernel_initializer=init(10 + i), name=f"dense{i + 1}")(x)
+        x = layers.Dropout(0.3, seed=seed, name=f"drop_dense{i + 1}")(x)
+    outputs = layers.Dense(3, activation="tanh", kernel_initializer=init(20), name="ypr")(x)
+    return keras.Model(inputs, outputs, name=ARCHITECTURE)
+
+
+def encode_labels(ypr_deg: np.ndarray) -> np.ndarray:
+    """Degrees (N, 3) -> tanh targets."""
+    return (np.asarray(ypr_deg, dtype=np.float32) / LABEL_SCALE_DEG).astype(np.float32)
+
+
+def decode_labels(outputs: np.ndarray, scale_deg: float = LABEL_SCALE_DEG) -> np.ndarray:
+    """tanh outputs (N, 3) -> yaw, pitch, roll in degrees."""
+    return np.asarray(outputs, dtype=np.float64) * scale_deg
+
+
+def select_device(device: str) -> str:
+    """The TensorFlow device string for ``auto``, ``cpu`` or ``gpu``; ``gpu`` without one raises."""
+    global _GPU_FALLBACK_LOGGED
+    import tensorflow as tf
+
+    if device not in ("auto", "cpu", "gpu"):
+        raise ConfigError(f"device must be auto, cpu or gpu, not {device!r}")
+    gpus = tf.config.list_physical_devices("GPU") if device != "cpu" else []
+    if device == "gpu" and not gpus:
+        raise BackendUnavailableError(
+            "device 'gpu' was asked for but TensorFlow sees no GPU (no CUDA build or driver); use 'auto' or 'cpu'")
+    if device == "auto" and not gpus:
+        if not _GPU_FALLBACK_LOGGED:
+            LOG.info("device auto: TensorFlow sees no GPU, the regressor runs on the CPU")
+            _GPU_FALLBACK_LOGGED = True
+        return "/CPU:0"
+    return "/GPU:0" if gpus else "/CPU:0"
+
+
+class HeadPoseRegressor:
+    """Loads a model's weights and maps heatmap batches to angles through one compiled ``tf.function``."""
+
+    def __init__(self, model: str = "default", device: str = "auto"):
+        import tensorflow as tf
+
+        self.weights_path = resolve_model_path(model)
+        if not self.weights_path.is_file():
+            raise ModelFileError(f"weights file {self.weights_path} does not exist")
+        self.card = ModelCard.load(card_path(self.weights_path))
+        if self.card.architecture != ARCHITECTURE:
+            raise ModelFileError(
+                f"weights file {self.weights_path} is for architecture {self.card.architecture!r}, not {ARCHITECTURE!r}")
+        self.device = select_device(device)
+        with tf.device(self.device):
+            self.model = build_model()
+            try:
+                self.model.load_weights(str(self.weights_path))
+            except Exception as exc:  # h5py and Keras raise many types for truncated or foreign files
+                raise ModelFileError(
+                    f"weights file {self.weights_path} cannot be loaded into the {ARCHITECTURE} model "
+                    f"(corrupt, truncated or from another model): {type(exc).__name__}: {exc}") from None
+        self._fn = tf.function(
+            lambda x: self.model(x, training=False),
+            input_signature=[tf.TensorSpec([None, HEATMAP_SIZE, HEATMAP_SIZE, NUM_KEYPOINTS], tf.float32)],
+            reduce_retracing=True,
+        )
+        self.predict(np.zeros((1, HEATMAP_SIZE, HEATMAP_SIZE, NUM_KEYPOINTS), np.float32))  # trace once now
+
+    @property
+    def heatmap_kind(self) -> str:
+        return self.card.heatmap_kind
+
+    def predict(self, heatmaps: np.ndarray) -> np.ndarray:
+        """Angles (N, 3) in degrees (yaw, pitch, roll) for heatmaps (N, 96, 96, 5) in [0, 1]."""
+        import tensorflow as tf
+
+        batch = np.asarray(heatmaps, dtype=np.float32)
+        if batch.ndim != 4 or batch.shape[1:] != (HEATMAP_SIZE, HEATMAP_SIZE, NUM_KEYPOINTS):
+            raise ValueError(f"heatmaps must be (N, {HEATMAP_SIZE}, {HEATMAP_SIZE}, {NUM_KEYPOINTS}), not {batch.shape}")
+        if batch.shape[0] == 0:
+            return np.zeros((0, 3))
+        with tf.device(self.device):
+            out = self._fn(tf.convert_to_tensor(batch)).numpy()
+        return decode_labels(out, self.card.label_scale_deg)

@@ -1,0 +1,1 @@
+"""Tools on top of the estimator: command line, training, evaluation, benchmarks, offline bags."""
