@@ -45,11 +45,12 @@ class EstimatorConfig:
             raise ConfigError(f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
         for name in ("min_face_score", "keypoint_threshold"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
                 raise ConfigError(f"{name} must be a number in [0, 1], not {value!r}")
         if not isinstance(self.max_faces, int) or isinstance(self.max_faces, bool) or not 1 <= self.max_faces <= 256:
             raise ConfigError(f"max_faces must be an integer in [1, 256], not {self.max_faces!r}")
-        if not isinstance(self.min_face_px, int) or isinstance(self.min_face_px, bool) or not 0 <= self.min_face_px <= 4096:
+        px = self.min_face_px
+        if not isinstance(px, int) or isinstance(px, bool) or not 0 <= px <= 4096:
             raise ConfigError(f"min_face_px must be an integer in [0, 4096], not {self.min_face_px!r}")
         for name in ("detector", "keypoints", "model"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):

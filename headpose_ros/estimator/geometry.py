@@ -35,15 +35,18 @@ R_HEAD_GAZE = np.diag([-1.0, 1.0, -1.0])
 R_FACE_GAZE = R_HEAD_FACE.T @ R_HEAD_GAZE
 
 #: Mean adult positions of the five keypoints in the head frame, millimetres, origin between the eye
-#: centres, rows in KEYPOINT_NAMES order. Eyes: 63 mm apart (mean adult interpupillary distance). Ears: the
-#: points keypoint sources call "ear" (the face outline at the tragus level), not anthropometric tragion.
+#: centres, rows in KEYPOINT_NAMES order. The eye centres are 63 mm apart (mean adult interpupillary
+#: distance); the nose tip and "ears" are where the face_mesh keypoint source puts them, fitted by least
+#: squares to ground-truth rotations on the development images (AFLW2000 and BIWI slices, 2,318 faces; see
+#: README "How the geometry was fitted"). The "ears" are the face outline at the tragus level, about 70 mm
+#: from the midline and 50 mm behind the eyes, not anthropometric tragion.
 HEAD_MODEL_MM = np.array(
     [
-        [0.0, 45.0, -30.0],  # nose tip
+        [0.0, 38.0, -38.0],  # nose tip
         [-31.5, 0.0, 0.0],  # right eye (subject's right = -x)
         [31.5, 0.0, 0.0],  # left eye
-        [-70.0, 25.0, 60.0],  # right ear
-        [70.0, 25.0, 60.0],  # left ear
+        [-69.0, 18.5, 53.0],  # right ear
+        [69.0, 18.5, 53.0],  # left ear
     ]
 )
 

@@ -49,6 +49,7 @@ def render_heatmaps(xy_hm: np.ndarray, confidence: np.ndarray, threshold: float,
     xy_hm = np.asarray(xy_hm, dtype=np.float32).reshape(-1, NUM_KEYPOINTS, 2)
     conf = np.asarray(confidence, dtype=np.float32).reshape(-1, NUM_KEYPOINTS)
     amp = np.where(conf >= threshold, conf, 0.0).astype(np.float32)
+    xy_hm = np.where((amp > 0)[..., None], xy_hm, 0.0)  # a missing keypoint's position may be NaN
     grid = np.arange(HEATMAP_SIZE, dtype=np.float32) + 0.5
     inv = np.float32(-0.5 / sigma**2)
     gx = np.exp(inv * (grid[None, None, :] - xy_hm[..., 0:1]) ** 2)  # (N, 5, W)

@@ -23,6 +23,12 @@ LOG = logging.getLogger(__name__)
 STAGES = ("detect", "keypoints", "regress", "total")
 
 
+def build_stages(config: EstimatorConfig) -> tuple[FaceDetector, KeypointSource]:
+    """The detector and keypoint source that ``config`` names, built with their options."""
+    detector = DETECTORS.create(config.detector, **config.detector_options)
+    return detector, KEYPOINT_SOURCES.create(config.keypoints, **config.keypoint_options)
+
+
 class HeadPoseEstimator:
     """Runs the configured backends on one frame at a time; safe to call from one thread at a time."""
 
@@ -37,9 +43,10 @@ class HeadPoseEstimator:
         self.config = config or EstimatorConfig()
         self.config.validate()
         self.regressor = regressor or HeadPoseRegressor(self.config.model, self.config.device)
-        self.detector = detector or DETECTORS.create(self.config.detector, **self.config.detector_options)
-        self.keypoint_source = keypoint_source or KEYPOINT_SOURCES.create(
-            self.config.keypoints, **self.config.keypoint_options)
+        if detector is None or keypoint_source is None:
+            built = build_stages(self.config)
+            detector, keypoint_source = detector or built[0], keypoint_source or built[1]
+        self.detector, self.keypoint_source = detector, keypoint_source
         kind = getattr(self.keypoint_source, "heatmap_kind", "rendered")
         if kind != self.regressor.heatmap_kind:
             raise ConfigError(

@@ -7,6 +7,7 @@ fails when it is created, with a message naming the dependency, and never when t
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import Any
 
 from .errors import BackendUnavailableError, ConfigError
@@ -32,11 +33,17 @@ class Registry:
         module_name, _, attr = self._entries[name].partition(":")
         try:
             module = importlib.import_module(module_name, package=__package__)
-        except ImportError as exc:  # a backend's own dependency is missing
+        except ImportError as exc:
+            target = importlib.util.resolve_name(module_name, __package__) if module_name.startswith(".") else module_name
+            if exc.name and exc.name.startswith("headpose_ros.") and exc.name != target:
+                raise  # another of our modules is broken: a bug, not a missing dependency
             raise BackendUnavailableError(
                 f"{self.stage} backend {name!r} needs the Python package {exc.name or exc!s}, which is not installed"
             ) from exc
-        return getattr(module, attr)
+        try:
+            return getattr(module, attr)
+        except AttributeError:
+            raise ConfigError(f"{self.stage} backend {name!r} names {self._entries[name]}, which does not exist") from None
 
     def create(self, name: str, **options: Any) -> Any:
         """An instance of backend ``name`` built with ``options``; unknown options raise ConfigError."""

@@ -135,7 +135,8 @@ class HeadPoseRegressor:
         self.card = ModelCard.load(card_path(self.weights_path))
         if self.card.architecture != ARCHITECTURE:
             raise ModelFileError(
-                f"weights file {self.weights_path} is for architecture {self.card.architecture!r}, not {ARCHITECTURE!r}")
+                f"weights file {self.weights_path} is for architecture {self.card.architecture!r}, "
+                f"not {ARCHITECTURE!r}")
         self.device = select_device(device)
         with tf.device(self.device):
             self.model = build_model()
@@ -162,7 +163,8 @@ class HeadPoseRegressor:
 
         batch = np.asarray(heatmaps, dtype=np.float32)
         if batch.ndim != 4 or batch.shape[1:] != (HEATMAP_SIZE, HEATMAP_SIZE, NUM_KEYPOINTS):
-            raise ValueError(f"heatmaps must be (N, {HEATMAP_SIZE}, {HEATMAP_SIZE}, {NUM_KEYPOINTS}), not {batch.shape}")
+            expected = (HEATMAP_SIZE, HEATMAP_SIZE, NUM_KEYPOINTS)
+            raise ValueError(f"heatmaps must be (N, {', '.join(map(str, expected))}), not {batch.shape}")
         if batch.shape[0] == 0:
             return np.zeros((0, 3))
         with tf.device(self.device):

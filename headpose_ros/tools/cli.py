@@ -15,6 +15,7 @@ from ..estimator.errors import HeadPoseError
 COMMANDS = {
     "image": "run", "video": "run", "eval": "evaluate", "bench": "bench", "train": "train", "bag": "bag",
     "soak": "soak",
+    "fit-geometry": "fit_geometry",
 }
 
 

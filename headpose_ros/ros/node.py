@@ -1,0 +1,296 @@
+"""``headpose_node``: camera images in, ``/head_pose``, ``/head_poses``, REP-155 TF frames, markers, a debug
+image and diagnostics out. The only module of the package that imports ROS.
+
+Threads: the executor (a MultiThreadedExecutor) runs the subscriptions, the diagnostics timer and the
+parameter services in separate callback groups and never waits on the estimator; the estimator runs in a
+:class:`~headpose_ros.estimator.stream.LatestFrameProcessor` worker that always takes the newest frame
+(older pending frames are skipped and counted) and publishes its results itself.
+"""
+
+from __future__ import annotations
+
+import array
+import importlib
+import os
+import sys
+import threading
+from typing import Any, Optional
+
+from ..estimator.errors import HeadPoseError, ImageError
+from ..estimator.stream import LatestFrameProcessor
+from ..estimator.types import CameraIntrinsics
+from . import messages, params
+from .core import CoreResult, HeadPoseCore
+from .diagnostics import DiagnosticsWindow, Thresholds
+from .image_codec import ImageDecodeError
+
+NODE_NAME = "headpose_node"
+
+try:  # ROS 2 Python; without it main() says so in one line
+    import rclpy
+    from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType,
+                                    SetParametersResult)
+    from rclpy import executors as rclpy_executors
+    from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    _ROS_IMPORT_ERROR: Optional[ImportError] = None
+except ImportError as _exc:  # pragma: no cover - exercised on machines without ROS
+    rclpy = None  # type: ignore[assignment]
+    Node = object  # type: ignore[assignment,misc]
+    _ROS_IMPORT_ERROR = _exc
+
+
+class RclpyTypes:
+    """Message classes from the ROS Python message packages (``geometry_msgs.msg`` ...), for
+    :mod:`headpose_ros.ros.messages`. ``make`` drops fields a distribution's class lacks."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, type] = {}
+
+    def get(self, typename: str) -> type:
+        cls = self._cache.get(typename)
+        if cls is None:
+            package, kind, name = typename.split("/")
+            cls = getattr(importlib.import_module(f"{package}.{kind}"), name)
+            self._cache[typename] = cls
+        return cls
+
+    def make(self, typename: str, **fields: Any) -> Any:
+        cls = self.get(typename)
+        known = cls.get_fields_and_field_types()
+        return cls(**{k: v for k, v in fields.items() if k in known})
+
+    def uint8_array(self, data: bytes) -> Any:
+        return array.array("B", data)
+
+
+def _descriptor(spec: params.ParamSpec) -> "ParameterDescriptor":
+    """The ROS descriptor of a spec: its type fixed (a YAML 5 for a double is refused), range, read-only flag."""
+    text = spec.description + (f" Range: {spec.describe_range()}." if spec.describe_range() else "")
+    text += "" if spec.runtime else " Read-only after start-up."
+    kind = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
+            float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}[spec.type]
+    descriptor = ParameterDescriptor(name=spec.name, type=kind, description=text, read_only=not spec.runtime,
+                                     additional_constraints=spec.describe_range())
+    if spec.type is float and spec.min is not None and spec.max is not None:
+        descriptor.floating_point_range = [FloatingPointRange(from_value=float(spec.min), to_value=float(spec.max),
+                                                              step=0.0)]
+    elif spec.type is int and spec.min is not None and spec.max is not None:
+        descriptor.integer_range = [IntegerRange(from_value=int(spec.min), to_value=int(spec.max), step=1)]
+    return descriptor
+
+
+class HeadPoseNode(Node):  # type: ignore[misc,valid-type]
+    """The node; raises (HeadPoseError, rclpy's parameter exceptions, ImportError) when it cannot start.
+
+    ``estimator`` replaces the one the parameters describe (tests, embedding); ``node_kwargs`` go to
+    ``rclpy.node.Node`` (e.g. ``parameter_overrides``).
+    """
+
+    def __init__(self, estimator: Any = None, **node_kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **node_kwargs)
+        self.types = RclpyTypes()
+        self.values = self._declare_parameters()
+        if estimator is None:
+            config = params.estimator_config(self.values)
+            self.get_logger().info(f"loading the estimator: detector={config.detector}, keypoints="
+                                   f"{config.keypoints}, model={config.model}, device={config.device}")
+            from ..estimator.pipeline import HeadPoseEstimator
+
+            estimator = HeadPoseEstimator(config)
+        self.core = HeadPoseCore(estimator, self.values)
+        self.describe = self.core.estimator.describe()
+        self.get_logger().info("ready: " + ", ".join(f"{k}={v}" for k, v in self.describe.items()))
+        self.window = DiagnosticsWindow()
+        self._intrinsics: Optional[CameraIntrinsics] = None
+        self._lock = threading.Lock()
+        self._make_publishers()
+        self.processor: LatestFrameProcessor[tuple[Any, Optional[CameraIntrinsics]], CoreResult] = \
+            LatestFrameProcessor(self._process, self._publish, self._on_frame_error,
+                                 max_rate=self.values["max_rate"], name="headpose-worker")
+        self.processor.start()
+        self._make_subscriptions()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    # --- set-up ----------------------------------------------------------------------------------------
+    def _declare_parameters(self) -> dict[str, Any]:
+        for spec in params.SPECS.values():
+            self.declare_parameter(spec.name, spec.default, _descriptor(spec))
+        values = {name: self.get_parameter(name).value for name in params.SPECS}
+        return params.validate_all(values)
+
+    def _make_publishers(self) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+        from geometry_msgs.msg import PoseArray, PoseStamped
+        from sensor_msgs.msg import Image
+        from tf2_ros import TransformBroadcaster
+        from visualization_msgs.msg import MarkerArray
+
+        self.pub_pose = self.create_publisher(PoseStamped, "head_pose", 10)
+        self.pub_poses = self.create_publisher(PoseArray, "head_poses", 10)
+        self.pub_markers = self.create_publisher(MarkerArray, "~/markers", 10)
+        self.pub_debug = self.create_publisher(Image, "~/debug_image", 2)
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.tf_broadcaster = TransformBroadcaster(self)
+
+    def _image_qos(self) -> "QoSProfile":
+        reliability = (ReliabilityPolicy.RELIABLE if self.values["qos.reliability"] == "reliable"
+                       else ReliabilityPolicy.BEST_EFFORT)
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.values["qos.depth"], reliability=reliability,
+                          durability=DurabilityPolicy.VOLATILE)
+
+    def _make_subscriptions(self) -> None:
+        from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+
+        qos = self._image_qos()
+        compressed = self.values["image_transport"] == "compressed"
+        topic = "image/compressed" if compressed else "image"
+        self.sub_image = self.create_subscription(
+            CompressedImage if compressed else Image, topic, self._on_image, qos,
+            callback_group=MutuallyExclusiveCallbackGroup())
+        self.sub_info = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos,
+                                                 callback_group=MutuallyExclusiveCallbackGroup())
+        self.timer = self.create_timer(self.values["diagnostics.period_s"], self._publish_diagnostics,
+                                       callback_group=MutuallyExclusiveCallbackGroup())
+        self.get_logger().info(
+            f"subscribed to {self.sub_image.topic_name} ({'CompressedImage' if compressed else 'Image'}, "
+            f"{self.values['qos.reliability']}, depth {self.values['qos.depth']}) and {self.sub_info.topic_name}")
+
+    # --- callbacks (executor threads; never wait on the estimator) -----------------------------------
+    def _on_image(self, msg: Any) -> None:
+        self.window.input()
+        with self._lock:
+            intrinsics = self._intrinsics
+        self.processor.submit((msg, intrinsics))
+
+    def _on_camera_info(self, msg: Any) -> None:
+        try:
+            intrinsics = CameraIntrinsics.from_k(list(msg.k))
+        except (ValueError, TypeError):
+            intrinsics = None
+        if intrinsics is None or not intrinsics.is_valid():
+            self.get_logger().warning(
+                f"camera_info has no valid intrinsics (K = {list(msg.k)}); positions are unit-depth rays",
+                throttle_duration_sec=10.0)
+            intrinsics = None
+        with self._lock:
+            self._intrinsics = intrinsics
+
+    def _on_set_parameters(self, parameters: list["Parameter"]) -> "SetParametersResult":
+        changes = {p.name: p.value for p in parameters}
+        try:
+            merged = params.validate_update(self.values, changes, running=True)
+        except params.ParamError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        applied = {k: merged[k] for k in changes if k in params.SPECS}
+        self.values = merged
+        self.core.apply(applied)
+        if "max_rate" in applied:
+            self.processor.set_max_rate(merged["max_rate"])
+        if applied:
+            self.get_logger().info("parameters changed: " + ", ".join(f"{k}={v!r}" for k, v in applied.items()))
+        return SetParametersResult(successful=True)
+
+    def _publish_diagnostics(self) -> None:
+        status = self.window.report(self.processor.stats(), Thresholds.from_values(self.values),
+                                    name=f"{self.get_name()}: head pose", hardware_id=self.describe["device"],
+                                    info=self.describe)
+        sec, nanosec = self.get_clock().now().seconds_nanoseconds()
+        header = messages.HeaderData(int(sec), int(nanosec), "")
+        self.pub_diag.publish(messages.diagnostic_array(self.types, header, [status]))
+
+    # --- worker thread ---------------------------------------------------------------------------------
+    def _process(self, item: tuple[Any, Optional[CameraIntrinsics]]) -> CoreResult:
+        msg, intrinsics = item
+        return self.core.process_msg(msg, intrinsics)
+
+    def _publish(self, item: Any, result: CoreResult) -> None:
+        t, v, h = self.types, self.values, result.header
+        if result.primary_face is not None:
+            self.pub_pose.publish(messages.pose_stamped(t, h, result.primary_face))
+        self.pub_poses.publish(messages.pose_array(t, h, result.faces))
+        if v["publish_tf"] and result.faces:
+            self.tf_broadcaster.sendTransform(messages.head_transforms(t, h, result.faces, result.ids, v["tf_prefix"]))
+        if v["markers"] and (result.faces or result.gone_ids):
+            self.pub_markers.publish(messages.marker_array(t, h, result.faces, result.ids, result.gone_ids,
+                                                           result.primary_id, v["tf_prefix"]))
+        if v["debug_image"] and self.pub_debug.get_subscription_count() > 0:
+            from .draw import draw_debug
+
+            drawn = draw_debug(result.image, result.faces, result.ids, result.primary_id, result.intrinsics,
+                               v["keypoint_threshold"], v["tf_prefix"])
+            self.pub_debug.publish(messages.image_msg(t, h, drawn))
+        self.window.result(result.frame.stages_ms, len(result.faces))
+
+    def _on_frame_error(self, item: Any, exc: BaseException) -> None:
+        if not rclpy.ok():  # shutting down: publishing failed because the context is gone
+            return
+        bad_image = isinstance(exc, (ImageDecodeError, ImageError))
+        self.window.failure(bad_image, f"{type(exc).__name__}: {exc}")
+        what = "bad image" if bad_image else f"processing failed ({type(exc).__name__})"
+        self.get_logger().warning(f"frame skipped, {what}: {exc}", throttle_duration_sec=5.0)
+
+    # --- shutdown --------------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop the worker (after its current frame), clear the markers, release the backends."""
+        if not self.processor.stop(timeout=10.0):
+            self.get_logger().warning("the estimator worker did not stop within 10 s; exiting anyway")
+        try:
+            if rclpy is not None and rclpy.ok():
+                self.pub_markers.publish(messages.delete_all_markers(self.types, messages.HeaderData(0, 0, "")))
+        except Exception:  # noqa: BLE001 - the context may be gone already
+            pass
+        self.core.close()
+
+
+def _fail(message: str) -> int:
+    if rclpy is not None:
+        rclpy.logging.get_logger(NODE_NAME).fatal(message)
+    else:
+        print(f"[FATAL] [{NODE_NAME}]: {message}", file=sys.stderr)
+    return 1
+
+
+def main(args: Optional[list[str]] = None) -> int:
+    """Console entry point: 0 after a clean shutdown (Ctrl-C, SIGTERM), 1 when the node cannot start."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    if rclpy is None:
+        return _fail(f"ROS 2 Python (rclpy) is not importable ({_ROS_IMPORT_ERROR}); source "
+                     f"/opt/ros/<distro>/setup.bash and your workspace's install/setup.bash")
+    shutdown_exc = getattr(rclpy_executors, "ExternalShutdownException", KeyboardInterrupt)
+    rclpy.init(args=args)
+    node: Optional[HeadPoseNode] = None
+    try:
+        node = HeadPoseNode()
+    except (HeadPoseError, ImportError, OSError) as exc:
+        code = _fail(f"cannot start: {exc}")
+    except KeyboardInterrupt:
+        code = 0
+    except Exception as exc:  # noqa: BLE001 - one clear line, not a traceback wall
+        code = _fail(f"cannot start: {type(exc).__name__}: {exc}")
+    else:
+        code = 0
+    if node is None:
+        rclpy.try_shutdown()
+        return code
+    executor = MultiThreadedExecutor(num_threads=3)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, shutdown_exc):
+        pass
+    finally:
+        node.close()
+        executor.shutdown(timeout_sec=1.0)
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,316 @@
+"""``headpose-ros bench``: speed and memory of the pipeline on frames it makes itself.
+
+Input: 640x480 frames with 1, 4 or 16 copies of the face of scikit-image's public-domain astronaut portrait
+(``skimage.data.astronaut()``), resized to fit a 1x1, 2x2 or 4x4 grid on a smooth noisy background, each
+frame jittered slightly in position and size (8 variants per face count, fixed seed). The number of faces
+the detector actually found is measured and printed with every figure, so that no figure describes empty
+frames.
+
+Figures, per configuration:
+
+- ``stages_ms``: median and 95th percentile of the pipeline's own stage times (detect, keypoints, regress,
+  total) per face count; ``heatmaps`` is the time of rendering the found faces' heatmaps
+  (:func:`heatmaps.keypoints_to_heatmaps`) measured separately; it is part of ``keypoints``;
+- ``fps``: frames processed / wall-clock seconds over the timed frames (after warm-up frames);
+- ``first_frame_ms``: building the estimator (model load, backends) plus processing the first frame, in this
+  process after TensorFlow and mediapipe were imported (their import time is ``import_ms``);
+- ``regress_ms_per_face``: the regressor alone on batches of 1, 4 and 16 heatmaps, median ms / batch size;
+- ``peak_rss_mb``: the process's resident-memory high-water mark (``resource.getrusage(RUSAGE_SELF).ru_maxrss``)
+  after the configuration ran. It is cumulative over the process: configurations run in the order given, so a
+  later one's figure includes the earlier ones' peak; run one configuration per process for isolated figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import logging
+import math
+import os
+import platform
+import resource
+import sys
+import time
+from typing import Any, Optional
+
+import numpy as np
+
+from ..estimator.config import EstimatorConfig
+from ..estimator.errors import HeadPoseError
+from .common import add_config_arguments, config_from_args, config_from_flag_string, progress, write_json
+
+LOG = logging.getLogger(__name__)
+FRAME_SIZE = (640, 480)  # width, height
+FACE_COUNTS = (1, 4, 16)
+BATCH_SIZES = (1, 4, 16)
+#: Rows and columns of the astronaut image (512x512) holding her head, hair and ears (170x160 px, the face
+#: about 95 px wide): tight enough that 16 copies on a 640x480 frame are faces of about 60 px.
+FACE_CROP = (slice(45, 215), slice(145, 305))
+VARIANTS = 8
+
+
+def astronaut_face() -> np.ndarray:
+    """The astronaut's head (170x160) as 8-bit BGR, from scikit-image's bundled data."""
+    try:
+        from skimage import data
+    except ImportError as exc:
+        raise HeadPoseError("bench makes its frames from skimage.data.astronaut(): pip install scikit-image") from exc
+    return np.ascontiguousarray(data.astronaut()[FACE_CROP][:, :, ::-1])
+
+
+def make_frame(n_faces: int, rng: np.random.Generator, face: Optional[np.ndarray] = None,
+               size: tuple[int, int] = FRAME_SIZE, jitter: bool = True) -> np.ndarray:
+    """A (H, W, 3) uint8 BGR frame with ``n_faces`` resized copies of ``face`` on a square-ish grid."""
+    import cv2
+
+    face = astronaut_face() if face is None else face
+    width, height = size
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = 90 + 60 * (xx / width) + 30 * (yy / height)
+    frame = np.clip(np.stack([base, base * 0.95, base * 0.9], axis=2) + rng.normal(0, 4, (height, width, 3)),
+                    0, 255).astype(np.uint8)
+    cols = math.ceil(math.sqrt(n_faces))
+    rows = math.ceil(n_faces / cols)
+    cell_w, cell_h = width / cols, height / rows
+    fh, fw = face.shape[:2]
+    for i in range(n_faces):
+        r, c = divmod(i, cols)
+        scale = min(0.9 * cell_h / fh, 0.9 * cell_w / fw, 1.3) * (rng.uniform(0.95, 1.05) if jitter else 1.0)
+        w, h = max(8, int(fw * scale)), max(8, int(fh * scale))
+        patch = cv2.resize(face, (w, h), interpolation=cv2.INTER_AREA)
+        dx, dy = (rng.integers(-4, 5, size=2) if jitter else (0, 0))
+        x0 = int(np.clip(c * cell_w + (cell_w - w) / 2 + dx, 0, width - w))
+        y0 = int(np.clip(r * cell_h + (cell_h - h) / 2 + dy, 0, height - h))
+        frame[y0:y0 + h, x0:x0 + w] = patch
+    return frame
+
+
+def make_frames(n_faces: int, count: int = VARIANTS, seed: int = 0) -> list[np.ndarray]:
+    """``count`` jittered frames with ``n_faces`` faces each (deterministic for a seed)."""
+    rng = np.random.default_rng(seed + 1000 * n_faces)
+    face = astronaut_face()
+    return [make_frame(n_faces, rng, face) for _ in range(count)]
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.size == 0:
+        return {"median": float("nan"), "p95": float("nan")}
+    return {"median": round(float(np.median(arr)), 3), "p95": round(float(np.percentile(arr, 95)), 3)}
+
+
+def peak_rss_mb() -> float:
+    """The process's resident-memory high-water mark, MiB (Linux reports ru_maxrss in KiB, macOS in bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0, 1)
+
+
+def _version(package: str) -> Optional[str]:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def machine_info() -> dict[str, Any]:
+    """What the figures were measured on."""
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "load_average_at_start": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        "versions": {p: _version(p) for p in ("numpy", "tensorflow", "mediapipe", "dlib-bin", "dlib",
+                                              "opencv-contrib-python", "scikit-image")},
+        "env": {k: os.environ[k] for k in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS",
+                                           "CUDA_VISIBLE_DEVICES") if k in os.environ},
+    }
+    try:
+        import tensorflow as tf
+
+        info["gpus"] = [d.name for d in tf.config.list_physical_devices("GPU")]
+    except ImportError:
+        info["gpus"] = None
+    return info
+
+
+def import_heavy_modules() -> float:
+    """Import TensorFlow and mediapipe (if installed); milliseconds it took."""
+    t0 = time.perf_counter()
+    for name in ("tensorflow", "mediapipe"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    return round((time.perf_counter() - t0) * 1000.0, 1)
+
+
+def bench_config(name: str, config: EstimatorConfig, frames: dict[int, list[np.ndarray]], n_frames: int,
+                 warmup: int = 3, repeats: int = 30) -> dict[str, Any]:
+    """All figures of one configuration (see the module docstring)."""
+    from ..estimator import heatmaps as hm
+    from ..estimator.pipeline import HeadPoseEstimator
+
+    out: dict[str, Any] = {"config": config.to_dict()}
+    t0 = time.perf_counter()
+    estimator = HeadPoseEstimator(config)
+    t1 = time.perf_counter()
+    estimator.process(frames[1][0])
+    t2 = time.perf_counter()
+    out["construct_ms"] = round((t1 - t0) * 1000.0, 1)
+    out["first_frame_ms"] = round((t2 - t0) * 1000.0, 1)
+    out["pipeline"] = estimator.describe()
+    rendered = getattr(estimator.keypoint_source, "heatmap_kind", "rendered") == "rendered"
+    out["fps"], out["stages_ms"], out["faces_found"] = {}, {}, {}
+    sample_maps: list[np.ndarray] = []
+    try:
+        for count, variants in frames.items():
+            for i in range(warmup):
+                estimator.process(variants[i % len(variants)])
+            stages: dict[str, list[float]] = {}
+            found: list[int] = []
+            heat_ms: list[float] = []
+            elapsed = 0.0
+            for i in progress(range(n_frames), desc=f"bench {name} {count} face(s)", unit="frame"):
+                frame = variants[i % len(variants)]
+                s = time.perf_counter()
+                result = estimator.process(frame)
+                elapsed += time.perf_counter() - s
+                found.append(len(result.faces))
+                for stage, ms in result.stages_ms.items():
+                    stages.setdefault(stage, []).append(ms)
+                if rendered and result.faces:
+                    xy = np.stack([f.keypoints.xy for f in result.faces])
+                    conf = np.stack([f.keypoints.confidence for f in result.faces])
+                    h0 = time.perf_counter()
+                    hm.keypoints_to_heatmaps(xy, conf, config.keypoint_threshold)
+                    heat_ms.append((time.perf_counter() - h0) * 1000.0)
+                if result.faces and len(sample_maps) < 16:
+                    sample_maps.extend(f.heatmaps for f in result.faces if f.heatmaps is not None)
+            key = str(count)
+            out["fps"][key] = round(n_frames / elapsed, 2) if elapsed > 0 else None
+            out["stages_ms"][key] = {stage: _stats(v) for stage, v in stages.items()}
+            if heat_ms:
+                out["stages_ms"][key]["heatmaps"] = _stats(heat_ms)
+            out["faces_found"][key] = {"expected": count, "min": int(min(found)), "median": float(np.median(found)),
+                                       "max": int(max(found))}
+        maps = np.stack(sample_maps[:16]).astype(np.float32) if sample_maps else \
+            np.zeros((1, 96, 96, 5), np.float32)
+        out["regress_input"] = "heatmaps of found faces" if sample_maps else "zeros (no face was found)"
+        out["regress_ms_per_face"] = {}
+        for batch in BATCH_SIZES:
+            x = np.resize(maps, (batch, *maps.shape[1:])).astype(np.float32)
+            estimator.regressor.predict(x)  # warm-up for this batch shape
+            times = []
+            for _ in range(repeats):
+                s = time.perf_counter()
+                estimator.regressor.predict(x)
+                times.append((time.perf_counter() - s) * 1000.0)
+            out["regress_ms_per_face"][str(batch)] = round(float(np.median(times)) / batch, 3)
+    finally:
+        estimator.close()
+    out["peak_rss_mb"] = peak_rss_mb()
+    return out
+
+
+def format_report(results: dict[str, dict[str, Any]]) -> str:
+    """A plain-text table of every configuration's figures."""
+    lines = []
+    for name, res in results.items():
+        if "error" in res:
+            lines.append(f"[{name}] not measured: {res['error']}")
+            continue
+        p = res.get("pipeline", {})
+        lines.append(f"[{name}] detector={p.get('detector')} keypoints={p.get('keypoints')} device={p.get('device')} "
+                     f"model={p.get('model')}")
+        lines.append(f"  first frame {res['first_frame_ms']:.0f} ms (construction {res['construct_ms']:.0f} ms), "
+                     f"peak RSS {res['peak_rss_mb']:.0f} MiB")
+        lines.append(f"  {'faces':>5s} {'found':>11s} {'fps':>7s}  stage ms median / p95")
+        for key, fps in res["fps"].items():
+            f = res["faces_found"][key]
+            found = f"{f['min']}-{f['max']}" if f["min"] != f["max"] else f"{f['min']}"
+            stages = "  ".join(f"{s} {v['median']:.1f}/{v['p95']:.1f}" for s, v in res["stages_ms"][key].items())
+            flag = "" if f["min"] >= f["expected"] else "  (!) fewer faces found than placed"
+            lines.append(f"  {key:>5s} {found + '/' + key:>11s} {fps if fps is not None else float('nan'):7.1f}  "
+                         f"{stages}{flag}")
+        per_face = ", ".join(f"batch {b}: {v:.2f}" for b, v in res["regress_ms_per_face"].items())
+        lines.append(f"  regression ms per face: {per_face}  ({res['regress_input']})")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """The ``bench`` command."""
+    if args.frames < 1:
+        raise HeadPoseError("--frames must be >= 1")
+    base = config_from_args(args)
+    configs: dict[str, EstimatorConfig] = {}
+    if not args.skip_default:
+        default = base.to_dict()
+        if args.device is None and not args.config:
+            default["device"] = "cpu"  # the default CPU configuration
+        configs["default"] = EstimatorConfig.from_dict(default)
+    for item in args.configs or []:
+        name, sep, spec = item.partition("=")
+        if not sep or not name:
+            raise HeadPoseError(f"--configs takes NAME=YAML_OR_FLAGS, not {item!r}")
+        configs[name] = config_from_flag_string(spec, base.to_dict())
+    if not configs:
+        raise HeadPoseError("nothing to measure: --skip-default without --configs")
+    import_ms = import_heavy_modules()
+    machine = machine_info()
+    frames = {count: make_frames(count, VARIANTS, args.seed) for count in FACE_COUNTS}
+    results: dict[str, dict[str, Any]] = {}
+    for name, config in configs.items():
+        try:
+            results[name] = bench_config(name, config, frames, args.frames, repeats=args.repeats)
+        except HeadPoseError as exc:  # e.g. a backend not installed: report it, measure the others
+            LOG.error("configuration %s: %s", name, exc)
+            results[name] = {"error": str(exc), "config": config.to_dict()}
+    print(f"bench: {args.frames} timed frames per face count at {FRAME_SIZE[0]}x{FRAME_SIZE[1]}, "
+          f"import of TensorFlow/mediapipe {import_ms:.0f} ms, {machine['cpus_usable']} usable CPUs, "
+          f"load average at start {machine['load_average_at_start']}")
+    print(format_report(results))
+    if args.json:
+        ok = {k: v for k, v in results.items() if "error" not in v}
+        write_json(args.json, {
+            "frames_per_measurement": args.frames,
+            "input": f"{FRAME_SIZE[0]}x{FRAME_SIZE[1]} frames, 1/4/16 copies of skimage.data.astronaut()'s face, "
+                     f"{VARIANTS} jittered variants each, seed {args.seed}",
+            "fps": {k: v["fps"] for k, v in ok.items()},
+            "faces_found": {k: v["faces_found"] for k, v in ok.items()},
+            "stages_ms": {k: v["stages_ms"] for k, v in ok.items()},
+            "regress_ms_per_face": {k: v["regress_ms_per_face"] for k, v in ok.items()},
+            "first_frame_ms": {k: v["first_frame_ms"] for k, v in ok.items()},
+            "construct_ms": {k: v["construct_ms"] for k, v in ok.items()},
+            "import_ms": import_ms,
+            "peak_rss_mb": {k: v["peak_rss_mb"] for k, v in ok.items()},
+            "peak_rss_note": "resource.getrusage(RUSAGE_SELF).ru_maxrss, cumulative over configurations in run order",
+            "pipeline": {k: v["pipeline"] for k, v in ok.items()},
+            "errors": {k: v["error"] for k, v in results.items() if "error" in v},
+            "machine": machine,
+            "config": {k: v["config"] for k, v in results.items()},
+        })
+    return 0 if all("error" not in v for v in results.values()) else 1
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``bench`` command."""
+    parser = subparsers.add_parser(
+        "bench", help="per-stage time, frames per second, first-frame latency and memory on frames it makes",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", metavar="FILE", help="write all figures as JSON")
+    parser.add_argument("--configs", nargs="+", metavar="NAME=YAML_OR_FLAGS",
+                        help="further configurations to measure, each a YAML file or a quoted string of estimator "
+                        "flags, e.g. dlib_cnn='--detector dlib_cnn' hog='--detector dlib_hog'")
+    parser.add_argument("--skip-default", action="store_true", help="do not measure the default CPU configuration")
+    parser.add_argument("--frames", type=int, default=100, help="timed frames per face count (default 100)")
+    parser.add_argument("--repeats", type=int, default=30, help="timed regressor calls per batch size (default 30)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic frames")
+    add_config_arguments(parser, defaults_note="the base of every configuration; 'default' runs on the CPU "
+                         "unless --device or --config says otherwise")
+    parser.set_defaults(func=run)

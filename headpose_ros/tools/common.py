@@ -1,0 +1,206 @@
+"""Helpers shared by the ``image``, ``video``, ``eval`` and ``bench`` commands: estimator configuration from
+command-line flags and YAML, image reading, intrinsics parsing and JSON output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+
+from ..estimator.config import EstimatorConfig
+from ..estimator.errors import ConfigError, ImageError
+from ..estimator.types import CameraIntrinsics
+
+#: File name endings the ``image`` and ``video`` commands and the dataset loaders read as images.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+_FIELDS = set(EstimatorConfig.__dataclass_fields__)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, *, defaults_note: str = "") -> None:
+    """Add the estimator flags (--config, --detector, --keypoints, --model, --device, thresholds, options)."""
+    group = parser.add_argument_group("estimator configuration" + (f" ({defaults_note})" if defaults_note else ""))
+    group.add_argument("--config", metavar="YAML", help="estimator settings from a YAML file: a mapping of "
+                       "EstimatorConfig fields, an 'estimator:' section, or a ROS 2 parameter file; flags override it")
+    group.add_argument("--detector", help="face detector backend (mediapipe, dlib_cnn, dlib_hog)")
+    group.add_argument("--keypoints", help="keypoint source backend (face_mesh, mediapipe_pose, openpose)")
+    group.add_argument("--model", help="shipped model name (default, openpose) or path to a .weights.h5 file")
+    group.add_argument("--device", choices=("auto", "cpu", "gpu"), help="where the regressor runs")
+    group.add_argument("--min-face-score", type=float, help="drop faces whose detector score is below this, [0, 1]")
+    group.add_argument("--keypoint-threshold", type=float, help="keypoint confidence below which it is missing")
+    group.add_argument("--max-faces", type=int, help="process at most this many (largest) faces per frame")
+    group.add_argument("--detector-option", action="append", default=[], metavar="KEY=VALUE",
+                       help="a detector backend option (value parsed as YAML), repeatable, e.g. models=full")
+    group.add_argument("--keypoint-option", action="append", default=[], metavar="KEY=VALUE",
+                       help="a keypoint backend option (value parsed as YAML), repeatable")
+
+
+def _parse_options(items: Sequence[str], flag: str) -> dict[str, Any]:
+    import yaml
+
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag} takes KEY=VALUE, not {item!r}")
+        try:
+            options[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{flag} {item!r}: the value is not valid YAML ({exc})") from None
+    return options
+
+
+def estimator_settings_from_yaml(path: "str | os.PathLike[str]") -> dict[str, Any]:
+    """The estimator settings in a YAML file.
+
+    Accepted layouts: a plain mapping of :class:`EstimatorConfig` fields (unknown keys are an error); a
+    mapping with an ``estimator:`` section (other top-level keys are ignored); or a ROS 2 parameter file
+    (``node: {ros__parameters: {...}}``), from which the EstimatorConfig fields, and those of an ``estimator``
+    sub-mapping, are taken and node-only parameters ignored.
+    """
+    import yaml
+
+    file = Path(path).expanduser()
+    try:
+        data = yaml.safe_load(file.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {file} does not exist") from None
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"config file {file} cannot be read as YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {file} must hold a mapping, not {type(data).__name__}")
+    ros = [v["ros__parameters"] for v in data.values() if isinstance(v, dict) and isinstance(
+        v.get("ros__parameters"), dict)]
+    if ros:
+        params = dict(ros[0])
+        picked = {k: v for k, v in params.items() if k in _FIELDS}
+        if isinstance(params.get("estimator"), dict):
+            picked.update({k: v for k, v in params["estimator"].items() if k in _FIELDS})
+        return picked
+    if isinstance(data.get("estimator"), dict):
+        return dict(data["estimator"])
+    return dict(data)
+
+
+def config_from_args(args: argparse.Namespace, base: Optional[Mapping[str, Any]] = None) -> EstimatorConfig:
+    """An EstimatorConfig from ``base`` (a mapping), then ``--config`` YAML, then explicit flags, in that order.
+
+    Raises ConfigError naming the bad value.
+    """
+    values: dict[str, Any] = dict(base or {})
+    if getattr(args, "config", None):
+        values.update(estimator_settings_from_yaml(args.config))
+    flag_map = {"detector": "detector", "keypoints": "keypoints", "model": "model", "device": "device",
+                "min_face_score": "min_face_score", "keypoint_threshold": "keypoint_threshold",
+                "max_faces": "max_faces"}
+    for attr, field_name in flag_map.items():
+        value = getattr(args, attr, None)
+        if value is not None:
+            values[field_name] = value
+    det = _parse_options(getattr(args, "detector_option", None) or [], "--detector-option")
+    kp = _parse_options(getattr(args, "keypoint_option", None) or [], "--keypoint-option")
+    if det:
+        values["detector_options"] = {**dict(values.get("detector_options") or {}), **det}
+    if kp:
+        values["keypoint_options"] = {**dict(values.get("keypoint_options") or {}), **kp}
+    return EstimatorConfig.from_dict(values)
+
+
+def config_from_flag_string(text: str, base: Optional[Mapping[str, Any]] = None) -> EstimatorConfig:
+    """An EstimatorConfig from a YAML file path or a string of estimator flags (``"--detector dlib_cnn"``)."""
+    import shlex
+
+    candidate = Path(text).expanduser()
+    if text.endswith((".yaml", ".yml")) or (candidate.is_file() and not text.lstrip().startswith("-")):
+        return EstimatorConfig.from_dict({**dict(base or {}), **estimator_settings_from_yaml(candidate)})
+    parser = argparse.ArgumentParser(prog="config", add_help=False, exit_on_error=False)
+    add_config_arguments(parser)
+    try:
+        args, extra = parser.parse_known_args(shlex.split(text))
+    except (argparse.ArgumentError, ValueError) as exc:
+        raise ConfigError(f"cannot parse configuration {text!r}: {exc}") from None
+    if extra:
+        raise ConfigError(f"configuration {text!r}: unknown argument(s) {' '.join(extra)}")
+    return config_from_args(args, base)
+
+
+def parse_intrinsics(text: Optional[str]) -> Optional[CameraIntrinsics]:
+    """``"fx,fy,cx,cy"`` (pixels) -> CameraIntrinsics; None for None or empty."""
+    if not text:
+        return None
+    try:
+        values = [float(v) for v in text.replace(" ", "").split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise ConfigError(f"--intrinsics takes four numbers fx,fy,cx,cy in pixels, not {text!r}")
+    cam = CameraIntrinsics(*values)
+    if not cam.is_valid():
+        raise ConfigError(f"--intrinsics {text!r}: focal lengths must be positive")
+    return cam
+
+
+def read_image(path: "str | os.PathLike[str]") -> np.ndarray:
+    """An image file as an array for :meth:`HeadPoseEstimator.process` (BGR; 16-bit kept; EXIF rotation applied).
+
+    Raises ImageError when the file is missing, empty or not an image OpenCV can decode.
+    """
+    import cv2
+
+    file = Path(path)
+    if not file.is_file():
+        raise ImageError(f"image file {file} does not exist")
+    if file.stat().st_size == 0:
+        raise ImageError(f"image file {file} is empty (0 bytes)")
+    data = np.fromfile(str(file), dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
+    if image is None:
+        raise ImageError(f"image file {file} cannot be decoded (corrupt or not an image)")
+    return image
+
+
+def write_image(path: "str | os.PathLike[str]", image: np.ndarray) -> None:
+    """Write an 8-bit BGR image; the format follows the suffix. Raises ImageError when it cannot."""
+    import cv2
+
+    file = Path(path)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    ok, buf = cv2.imencode(file.suffix or ".png", image)
+    if not ok:
+        raise ImageError(f"cannot encode an image as {file.suffix!r} for {file}")
+    buf.tofile(str(file))
+
+
+def json_default(obj: Any) -> Any:
+    """``json.dumps(default=...)`` for numpy scalars and arrays."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def write_json(path: "str | os.PathLike[str]", data: Any) -> None:
+    """Write ``data`` as indented JSON (numpy values converted), creating the folder."""
+    file = Path(path).expanduser()
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(json.dumps(data, indent=2, default=json_default) + "\n")
+
+
+def progress(iterable=None, **kwargs):
+    """A tqdm progress bar on stderr, refreshed at most once a second."""
+    from tqdm import tqdm
+
+    kwargs.setdefault("mininterval", 1.0)
+    kwargs.setdefault("dynamic_ncols", True)
+    kwargs.setdefault("leave", True)
+    return tqdm(iterable, **kwargs)

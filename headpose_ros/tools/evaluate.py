@@ -1,0 +1,282 @@
+"""``headpose-ros eval``: accuracy of the full pipeline (or of the regressor alone on stored heatmaps).
+
+Conventions, as in Hopenet / FSA-Net / 6DRepNet:
+
+- only samples whose three ground-truth angles lie within +-99 deg are scored (``--max-angle``); the others
+  are counted as excluded and not run;
+- the error of an angle is the absolute wrapped difference (:func:`geometry.angle_abs_error`); MAE is over the
+  faces found; ``mean`` is the mean of the yaw, pitch and roll MAEs;
+- a sample whose labelled face is not found (no face, only other faces, or an unreadable image) counts in
+  ``n`` and as not detected; it is listed, never dropped;
+- subsets ``abs_yaw_le_45`` and ``abs_yaw_gt_45`` split by the ground-truth |yaw|.
+
+Which face is scored when the pipeline finds several: where the format locates the labelled face
+(AFLW2000: centroid of its 68 landmarks; BIWI frames: the projected head centre), the face whose box,
+enlarged 1.5 times about its centre, contains that point, nearest to its centre; else (BIWI crops, where the
+crop is the face) the largest face.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from ..estimator import geometry
+from ..estimator.errors import HeadPoseError
+from ..estimator.types import FaceResult
+from .common import add_config_arguments, config_from_args, progress, write_json
+from .datasets import FORMATS, Dataset, heatmaps_to_float, load_dataset, within_range
+
+LOG = logging.getLogger(__name__)
+#: A face's box is enlarged by this factor about its centre when testing whether it holds the labelled face.
+MATCH_BOX_SCALE = 1.5
+ANGLES = ("yaw", "pitch", "roll")
+SUBSETS = {"abs_yaw_le_45": lambda gt: np.abs(gt[:, 0]) <= 45.0, "abs_yaw_gt_45": lambda gt: np.abs(gt[:, 0]) > 45.0}
+
+
+@dataclass
+class Prediction:
+    """One scored sample: ground truth and prediction (yaw, pitch, roll degrees; None when not detected)."""
+
+    name: str
+    gt: np.ndarray
+    pred: Optional[np.ndarray]
+    sequence: Optional[str] = None
+    faces_found: int = 0
+    note: str = ""
+
+    @property
+    def detected(self) -> bool:
+        return self.pred is not None
+
+
+def pick_face(faces: Sequence[FaceResult], face_xy: Optional[tuple[float, float]],
+              box_scale: float = MATCH_BOX_SCALE) -> Optional[FaceResult]:
+    """The face that the label describes (see the module docstring); None when none qualifies.
+
+    ``faces`` are largest first (as the estimator returns them).
+    """
+    if not faces:
+        return None
+    if face_xy is None:
+        return max(faces, key=lambda f: f.box.area)
+    px, py = face_xy
+    best, best_d = None, np.inf
+    for face in faces:
+        cx, cy = face.box.center
+        half_w, half_h = 0.5 * box_scale * face.box.width, 0.5 * box_scale * face.box.height
+        if abs(px - cx) <= half_w and abs(py - cy) <= half_h:
+            d = float(np.hypot(px - cx, py - cy))
+            if d < best_d:
+                best, best_d = face, d
+    return best
+
+
+def _mae(errors: np.ndarray) -> Optional[dict[str, float]]:
+    if len(errors) == 0:
+        return None
+    per = errors.mean(axis=0)
+    out = {name: round(float(v), 3) for name, v in zip(ANGLES, per)}
+    out["mean"] = round(float(per.mean()), 3)
+    return out
+
+
+def _group(preds: Sequence[Prediction]) -> dict[str, Any]:
+    found = [p for p in preds if p.detected]
+    errors = geometry.angle_abs_error(np.array([p.pred for p in found]).reshape(-1, 3),
+                                      np.array([p.gt for p in found]).reshape(-1, 3))
+    return {"n": len(preds), "detected": len(found),
+            "detection_rate": round(len(found) / len(preds), 4) if preds else None, "mae": _mae(errors)}
+
+
+def summarize(preds: Sequence[Prediction], max_abs_deg: float = 99.0) -> dict[str, Any]:
+    """Metrics of scored samples: n, detected, MAE (yaw, pitch, roll, mean) and subsets, over the +-range subset.
+
+    MAE values are None when no face of the group was found. Samples outside the range are counted in
+    ``excluded_out_of_range`` and otherwise ignored.
+    """
+    preds = list(preds)
+    gt = np.array([p.gt for p in preds], dtype=np.float64).reshape(-1, 3)
+    keep = within_range(gt, max_abs_deg) if len(preds) else np.zeros(0, bool)
+    kept = [p for p, k in zip(preds, keep) if k]
+    summary = _group(kept)
+    summary["excluded_out_of_range"] = int(len(preds) - len(kept))
+    summary["not_detected"] = [p.name for p in kept if not p.detected]
+    summary["wrong_face_only"] = sum(1 for p in kept if not p.detected and p.faces_found > 0)
+    gt_kept = gt[keep]
+    summary["subsets"] = {name: _group([p for p, m in zip(kept, rule(gt_kept)) if m])
+                          for name, rule in SUBSETS.items()} if kept else {name: _group([]) for name in SUBSETS}
+    sequences = sorted({p.sequence for p in kept if p.sequence is not None})
+    if sequences:
+        summary["per_sequence"] = {s: _group([p for p in kept if p.sequence == s]) for s in sequences}
+    return summary
+
+
+def _fmt(value: Optional[float]) -> str:
+    return f"{value:7.2f}" if value is not None else "      -"
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """A human-readable table of :func:`summarize`'s result."""
+    lines = []
+    head = f"{'':16s}{'n':>6s}{'found':>7s}{'found%':>8s}{'yaw':>7s}{'pitch':>7s}{'roll':>7s}{'mean':>7s}"
+    lines.append(head)
+
+    def row(label: str, group: dict[str, Any]) -> str:
+        mae = group["mae"] or {}
+        rate = f"{100 * group['detection_rate']:7.1f}%" if group["detection_rate"] is not None else "       -"
+        return (f"{label:16s}{group['n']:6d}{group['detected']:7d}{rate}"
+                + "".join(_fmt(mae.get(k)) for k in (*ANGLES, "mean")))
+
+    lines.append(row(f"all (+-{summary.get('max_abs_deg', 99):g} deg)", summary))
+    labels = {"abs_yaw_le_45": "|yaw| <= 45", "abs_yaw_gt_45": "|yaw| > 45"}
+    for name, group in summary["subsets"].items():
+        lines.append(row(labels.get(name, name), group))
+    for seq, group in (summary.get("per_sequence") or {}).items():
+        lines.append(row(f"  sequence {seq}", group))
+    return "\n".join(lines)
+
+
+def evaluate_images(dataset: Dataset, estimator, pad: float = 0.0) -> list[Prediction]:
+    """Run the estimator on every sample's image and pick the labelled face."""
+    import cv2
+
+    preds: list[Prediction] = []
+    for sample in progress(dataset.samples, desc=f"eval {dataset.format}", unit="img"):
+        try:
+            image = sample.load_image()
+        except HeadPoseError as exc:
+            LOG.warning("%s", exc)
+            preds.append(Prediction(sample.name, sample.ypr, None, sample.sequence, 0, "unreadable image"))
+            continue
+        face_xy = sample.face_xy
+        if pad > 0:
+            border = int(round(pad * max(image.shape[:2])))
+            colour = [float(v) for v in image.reshape(-1, image.shape[2] if image.ndim == 3 else 1).mean(axis=0)]
+            image = cv2.copyMakeBorder(image, border, border, border, border, cv2.BORDER_CONSTANT, value=colour)
+            face_xy = None if face_xy is None else (face_xy[0] + border, face_xy[1] + border)
+        try:
+            result = estimator.process(image, intrinsics=sample.intrinsics)
+        except HeadPoseError as exc:
+            LOG.warning("%s: %s", sample.name, exc)
+            preds.append(Prediction(sample.name, sample.ypr, None, sample.sequence, 0, f"error: {exc}"))
+            continue
+        face = pick_face(result.faces, face_xy)
+        if face is None:
+            note = "no face" if not result.faces else "only other faces"
+            preds.append(Prediction(sample.name, sample.ypr, None, sample.sequence, len(result.faces), note))
+        else:
+            preds.append(Prediction(sample.name, sample.ypr, face.pose.as_array(), sample.sequence,
+                                    len(result.faces)))
+    return preds
+
+
+def evaluate_heatmaps(dataset: Dataset, regressor, batch_size: int = 256) -> list[Prediction]:
+    """Run the regressor alone on a heatmap format's stored heatmaps (no detection: every sample is 'found')."""
+    preds: list[Prediction] = []
+    samples = dataset.samples
+    bar = progress(total=len(samples), desc=f"eval {dataset.format}", unit="map")
+    for start in range(0, len(samples), batch_size):
+        chunk = samples[start:start + batch_size]
+        maps = dataset.heatmaps[start:start + batch_size] if dataset.heatmaps is not None else \
+            np.stack([s.heatmaps for s in chunk])
+        angles = regressor.predict(heatmaps_to_float(maps))
+        preds.extend(Prediction(s.name, s.ypr, a, s.sequence, 1) for s, a in zip(chunk, angles))
+        bar.update(len(chunk))
+    bar.close()
+    return preds
+
+
+def write_per_sample(path: str, preds: Sequence[Prediction]) -> None:
+    """CSV of every scored sample: name, sequence, ground truth, prediction (empty when not found), note."""
+    file = Path(path).expanduser()
+    file.parent.mkdir(parents=True, exist_ok=True)
+    with file.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "sequence", "gt_yaw", "gt_pitch", "gt_roll", "yaw", "pitch", "roll",
+                         "faces_found", "note"])
+        for p in preds:
+            pred = [f"{v:.3f}" for v in p.pred] if p.pred is not None else ["", "", ""]
+            writer.writerow([p.name, p.sequence or "", *(f"{v:.3f}" for v in p.gt), *pred, p.faces_found, p.note])
+
+
+def run(args: argparse.Namespace) -> int:
+    """The ``eval`` command."""
+    dataset = load_dataset(args.format, args.path, limit=args.limit, sequences=args.sequences)
+    base = {"model": "openpose", "keypoints": "openpose"} if args.format == "openpose-npz" else {}
+    config = config_from_args(args, base)
+    in_range = within_range(dataset.ypr, args.max_angle) if len(dataset) else np.zeros(0, bool)
+    to_run = dataset.subset(in_range)
+    excluded = [s for s, k in zip(dataset.samples, in_range) if not k]
+    skipped = dataset.skipped_counts()
+    print(f"eval {args.format} {dataset.path}: {dataset.total_found} labelled, {len(dataset)} loaded"
+          + (f" (limit {args.limit})" if args.limit is not None else "")
+          + (f", skipped {sum(skipped.values())} ({', '.join(f'{v} {k}' for k, v in skipped.items())})"
+             if skipped else "")
+          + f", {len(excluded)} outside +-{args.max_angle:g} deg not run", file=sys.stderr)
+    described: dict[str, Any]
+    if args.format == "openpose-npz":
+        from ..estimator.regressor import HeadPoseRegressor
+
+        regressor = HeadPoseRegressor(config.model, config.device)
+        if regressor.heatmap_kind != "openpose":
+            LOG.warning("model %s was trained on %r heatmaps, not OpenPose's", regressor.weights_path,
+                        regressor.heatmap_kind)
+        described = {"model": str(regressor.weights_path), "device": regressor.device, "detector": None,
+                     "keypoints": "stored OpenPose heatmaps"}
+        preds = evaluate_heatmaps(to_run, regressor)
+    else:
+        from ..estimator.pipeline import HeadPoseEstimator
+
+        estimator = HeadPoseEstimator(config)
+        try:
+            described = estimator.describe()
+            preds = evaluate_images(to_run, estimator, pad=args.pad)
+        finally:
+            estimator.close()
+    # Excluded samples take part only in the count, as the convention says.
+    summary = summarize(preds + [Prediction(s.name, s.ypr, None, s.sequence, 0, "out of range") for s in excluded],
+                        args.max_angle)
+    summary = {"format": args.format, "path": str(dataset.path), "max_abs_deg": args.max_angle,
+               "labelled": dataset.total_found, "loaded": len(dataset), "limit": args.limit,
+               "sequences": sorted({s.sequence for s in dataset.samples if s.sequence}) or None,
+               "skipped_files": skipped, **summary, "config": config.to_dict(), "pipeline": described}
+    print(format_summary(summary))
+    if summary["not_detected"]:
+        shown = summary["not_detected"][:20]
+        more = len(summary["not_detected"]) - len(shown)
+        print(f"not detected ({len(summary['not_detected'])}, of which {summary['wrong_face_only']} with only "
+              f"other faces): {', '.join(shown)}" + (f" ... and {more} more" if more > 0 else ""))
+    if args.json:
+        write_json(args.json, summary)
+    if args.per_sample:
+        write_per_sample(args.per_sample, preds)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``eval`` command."""
+    parser = subparsers.add_parser(
+        "eval", help="accuracy on a labelled dataset (MAE of yaw, pitch, roll; faces found)",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--format", required=True, choices=FORMATS, help="dataset format")
+    parser.add_argument("path", help="dataset folder (or labels.csv / .npz file)")
+    parser.add_argument("--json", metavar="FILE", help="write the metrics as JSON")
+    parser.add_argument("--per-sample", metavar="FILE", help="write every sample's ground truth and prediction (CSV)")
+    parser.add_argument("--limit", type=int, metavar="N", help="evaluate N samples spread evenly over the set")
+    parser.add_argument("--sequences", nargs="+", metavar="SS",
+                        help="BIWI only: keep these sequences (e.g. 09 10 11 12, 09,10 or 13-24)")
+    parser.add_argument("--max-angle", type=float, default=99.0,
+                        help="score samples whose three angles are within +-this many degrees (default 99)")
+    parser.add_argument("--pad", type=float, default=0.0,
+                        help="add a border of this fraction of the image size before detection (default 0: "
+                        "the image, e.g. a BIWI crop, is the input as is)")
+    add_config_arguments(parser, defaults_note="openpose-npz defaults to --model openpose")
+    parser.set_defaults(func=run)

@@ -1,0 +1,107 @@
+"""Synthetic training data: five-keypoint geometry of random heads, poses and cameras, rendered as heatmaps.
+
+Each sample is a head (the package's mean keypoint model, scaled and perturbed per person), a pose drawn
+uniformly over yaw +-90, pitch +-60, roll +-45 degrees, and a pinhole camera at 0.4-3 m looking at the head
+from up to 25 degrees off its axis. The projected keypoints get the noise, confidence and self-occlusion of a
+keypoint source (a :class:`SourceProfile`), and the same renderer as inference turns them into heatmaps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..estimator import geometry
+from ..estimator.heatmaps import keypoints_to_heatmaps
+from ..estimator.types import HEATMAP_SIZE, NUM_KEYPOINTS, CameraIntrinsics
+
+#: Outward surface normals of the five keypoints in the head frame (x subject's left, y chin, z back).
+NORMALS = np.array([[0, 0, -1], [-0.35, 0, -1], [0.35, 0, -1], [-1, 0, 0.1], [1, 0, 0.1]], dtype=np.float64)
+NORMALS /= np.linalg.norm(NORMALS, axis=1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class SourceProfile:
+    """How a keypoint source places and scores keypoints, for the generator to imitate.
+
+    - ``noise_iod``: per-keypoint position noise (std), in units of the inter-ocular distance in pixels;
+    - ``pitch_gain``: range of the factor by which the source's keypoints follow pitch (< 1: it compresses
+      pitch; fitted on development data, see README);
+    - ``places_hidden``: True when the source places keypoints it cannot see (a face mesh extrapolates an ear
+      turned away), False when such keypoints weaken and vanish (OpenPose, MediaPipe pose);
+    - ``confidence``: range of a visible keypoint's confidence.
+    """
+
+    name: str
+    noise_iod: tuple[float, float, float, float, float]
+    pitch_gain: tuple[float, float]
+    places_hidden: bool
+    confidence: tuple[float, float]
+
+
+PROFILES = {
+    "face_mesh": SourceProfile("face_mesh", (0.04, 0.035, 0.035, 0.09, 0.09), (0.8, 1.0), True, (0.7, 1.0)),
+    "mediapipe_pose": SourceProfile("mediapipe_pose", (0.06, 0.05, 0.05, 0.12, 0.12), (0.5, 0.8), False, (0.5, 1.0)),
+}
+#: Pose ranges of the generator, degrees (yaw, pitch, roll), drawn uniformly in [-r, r].
+POSE_RANGE_DEG = (90.0, 60.0, 45.0)
+
+
+@dataclass
+class SyntheticSet:
+    """Keypoints ``xy`` (N, 5, 2) pixels, ``confidence`` (N, 5), labels ``ypr`` (N, 3) degrees."""
+
+    xy: np.ndarray
+    confidence: np.ndarray
+    ypr: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ypr)
+
+    def heatmaps(self, index: np.ndarray, threshold: float) -> np.ndarray:
+        """Rendered heatmaps (len(index), 96, 96, 5) float32 of the chosen samples."""
+        maps, _ = keypoints_to_heatmaps(self.xy[index], self.confidence[index], threshold)
+        return maps
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def generate(n: int, seed: int, profile: SourceProfile) -> SyntheticSet:
+    """``n`` samples drawn with ``numpy.random.default_rng(seed)``: the same arguments give the same set."""
+    rng = np.random.default_rng(seed)
+    ypr = rng.uniform(-1.0, 1.0, (n, 3)) * np.array(POSE_RANGE_DEG)
+    # People: overall size (IOD 63 +- 3.5 mm) and per-keypoint offsets (mm) with some asymmetry.
+    scale = rng.normal(63.0, 3.5, n).clip(52, 75) / 63.0
+    offsets = rng.normal(0.0, 1.0, (n, NUM_KEYPOINTS, 3)) * np.array([[2, 4, 4], [1, 1, 1.5], [1, 1, 1.5],
+                                                                      [5, 5, 6], [5, 5, 6]])
+    model = geometry.HEAD_MODEL_MM[None] * scale[:, None, None] + offsets
+    # The source follows pitch with a gain (keypoints rendered at gain * pitch, labelled with pitch).
+    shown = ypr.copy()
+    shown[:, 1] *= rng.uniform(*profile.pitch_gain, n)
+    rot = geometry.rotations_from_ypr(shown)
+    # Cameras: distance, off-axis direction, focal length.
+    dist = rng.uniform(0.4, 3.0, n)
+    off = np.tan(np.radians(rng.uniform(-25.0, 25.0, (n, 2))))
+    centre = np.stack([off[:, 0] * dist, off[:, 1] * dist, dist], axis=1)
+    points = np.einsum("nij,nkj->nki", rot, model / 1000.0) + centre[:, None, :]
+    focal = rng.uniform(400.0, 1400.0, n)
+    xy = np.empty((n, NUM_KEYPOINTS, 2))
+    for i in range(n):
+        xy[i] = geometry.project_points(points[i], CameraIntrinsics(focal[i], focal[i], 320.0, 240.0))
+    iod_px = focal * 0.063 * scale / dist
+    noise = rng.standard_normal((n, NUM_KEYPOINTS, 2)) * np.array(profile.noise_iod)[None, :, None]
+    heavy = rng.random((n, NUM_KEYPOINTS, 1)) < 0.05  # occasional gross misplacements
+    xy += (noise * np.where(heavy, 3.0, 1.0)) * iod_px[:, None, None]
+    conf = rng.uniform(*profile.confidence, (n, 1)) * np.ones((n, NUM_KEYPOINTS))
+    if not profile.places_hidden:
+        view = points / np.linalg.norm(points, axis=2, keepdims=True)
+        facing = -np.einsum("nki,nki->nk", np.einsum("nij,kj->nki", rot, NORMALS), view)
+        conf *= _sigmoid((facing + 0.2) / 0.08)
+        conf[conf < 0.15] = 0.0
+    return SyntheticSet(xy=xy, confidence=conf, ypr=ypr)
+
+
+__all__ = ["PROFILES", "POSE_RANGE_DEG", "SourceProfile", "SyntheticSet", "generate", "HEATMAP_SIZE"]

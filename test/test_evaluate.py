@@ -1,0 +1,163 @@
+"""The evaluation metrics on constructed predictions: MAE, the +-99 deg filter, subsets, faces not found."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+
+from headpose_ros.estimator.pipeline import HeadPoseEstimator
+from headpose_ros.estimator.types import FaceBox, FaceResult, HeadPose, Keypoints
+from headpose_ros.tools import evaluate
+from headpose_ros.tools.datasets import Dataset, Sample
+from headpose_ros.tools.evaluate import Prediction, format_summary, pick_face, summarize
+from tools_fakes import BrightBlobDetector, CentreDetector, ConstantRegressor, LayoutKeypoints
+
+
+def P(name, gt, pred, seq=None, faces=None):
+    return Prediction(name, np.array(gt, float), None if pred is None else np.array(pred, float), seq,
+                      (1 if pred is not None else 0) if faces is None else faces)
+
+
+def test_mae_filter_and_subsets():
+    preds = [
+        P("a", [10, 0, 0], [12, -1, 3], "01"),  # errors 2, 1, 3
+        P("b", [60, 10, -5], [50, 14, -5], "01"),  # errors 10, 4, 0; |yaw| > 45
+        P("c", [-30, 5, 5], None, "02"),  # not detected
+        P("d", [120, 0, 0], [0, 0, 0], "02"),  # outside +-99: excluded, its error never counts
+        P("e", [0, 0, -99], [0, 0, 170], "02", faces=1),  # wrapped roll error: |(170 + 99 + 180) % 360 - 180| = 91
+        P("f", [-50, 0, 0], None, "02", faces=2),  # only other faces were found
+    ]
+    s = summarize(preds)
+    assert s["n"] == 5 and s["detected"] == 3 and s["excluded_out_of_range"] == 1
+    assert s["detection_rate"] == pytest.approx(0.6)
+    assert s["not_detected"] == ["c", "f"] and s["wrong_face_only"] == 1
+    # MAEs are rounded to 0.001 deg
+    assert s["mae"]["yaw"] == pytest.approx(12 / 3, abs=1e-3)
+    assert s["mae"]["pitch"] == pytest.approx(5 / 3, abs=1e-3)
+    assert s["mae"]["roll"] == pytest.approx(94 / 3, abs=1e-3)
+    assert s["mae"]["mean"] == pytest.approx((12 + 5 + 94) / 9, abs=1e-3)
+    low, high = s["subsets"]["abs_yaw_le_45"], s["subsets"]["abs_yaw_gt_45"]
+    assert (low["n"], low["detected"], high["n"], high["detected"]) == (3, 2, 2, 1)
+    assert low["mae"]["yaw"] == pytest.approx(1.0) and low["mae"]["roll"] == pytest.approx(47.0)
+    assert high["mae"] == {"yaw": 10.0, "pitch": 4.0, "roll": 0.0, "mean": pytest.approx(14 / 3, abs=1e-3)}
+    assert s["per_sequence"]["01"]["detected"] == 2 and s["per_sequence"]["02"]["n"] == 3
+    table = format_summary({**s, "max_abs_deg": 99})
+    assert "|yaw| > 45" in table and "sequence 02" in table
+
+
+def test_range_is_configurable_and_inclusive():
+    preds = [P("a", [99, 0, 0], [99, 0, 0]), P("b", [0, -99.0, 0], [0, -98, 0]), P("c", [0, 0, 99.01], [0, 0, 99])]
+    assert summarize(preds)["n"] == 2
+    assert summarize(preds, max_abs_deg=120)["n"] == 3
+    assert summarize(preds, max_abs_deg=50)["n"] == 0
+
+
+def test_nothing_detected_and_empty():
+    s = summarize([P("a", [0, 0, 0], None), P("b", [60, 0, 0], None)])
+    assert s["n"] == 2 and s["detected"] == 0 and s["mae"] is None and s["detection_rate"] == 0.0
+    assert s["subsets"]["abs_yaw_gt_45"] == {"n": 1, "detected": 0, "detection_rate": 0.0, "mae": None}
+    e = summarize([])
+    assert e["n"] == 0 and e["mae"] is None and e["subsets"]["abs_yaw_le_45"]["n"] == 0
+    json.dumps(s), json.dumps(e)  # JSON-ready
+    assert "-" in format_summary({**s, "max_abs_deg": 99})
+
+
+def face(x0, y0, x1, y1, yaw=0.0):
+    return FaceResult(FaceBox(x0, y0, x1, y1, 0.9), Keypoints(np.zeros((5, 2)), np.ones(5)), HeadPose(yaw, 0, 0),
+                      np.array([0.0, 0.0, 1.0]), True)
+
+
+def test_pick_face():
+    big, small, far = face(0, 0, 100, 100, 1), face(200, 200, 240, 240, 2), face(400, 0, 420, 20, 3)
+    assert pick_face([], None) is None
+    assert pick_face([small, big], None) is big  # no location: the largest
+    assert pick_face([big, small], (220, 220)) is small  # the face holding the labelled point
+    assert pick_face([big, small], (245, 245)) is small  # within the 1.5x enlarged box
+    assert pick_face([big, small, far], (300, 300)) is None  # only other faces
+    a, b = face(0, 0, 100, 100, 1), face(40, 0, 140, 100, 2)  # both hold the point: nearest centre
+    assert pick_face([a, b], (85, 50)) is b
+
+
+def estimator_with(detector, ypr=(20.0, -10.0, 5.0)):
+    return HeadPoseEstimator(detector=detector, keypoint_source=LayoutKeypoints(), regressor=ConstantRegressor(ypr))
+
+
+def write_png(path, value):
+    import cv2
+
+    assert cv2.imwrite(str(path), np.full((64, 64, 3), value, np.uint8))
+
+
+def test_evaluate_images_counts_misses(tmp_path):
+    write_png(tmp_path / "face.png", 255)  # the bright-blob detector finds a face
+    write_png(tmp_path / "dark.png", 0)  # no face
+    (tmp_path / "corrupt.png").write_bytes(b"\x89PNG junk")
+    samples = [Sample("face.png", np.array([25.0, -10.0, 0.0]), tmp_path / "face.png", sequence="01"),
+               Sample("dark.png", np.array([0.0, 0.0, 0.0]), tmp_path / "dark.png"),
+               Sample("corrupt.png", np.array([0.0, 0.0, 0.0]), tmp_path / "corrupt.png"),
+               Sample("elsewhere.png", np.array([0.0, 0.0, 0.0]), tmp_path / "face.png", face_xy=(500.0, 500.0))]
+    preds = evaluate.evaluate_images(Dataset("aflw2000", tmp_path, samples), estimator_with(BrightBlobDetector()))
+    assert [p.detected for p in preds] == [True, False, False, False]
+    assert [p.note for p in preds] == ["", "no face", "unreadable image", "only other faces"]
+    np.testing.assert_allclose(preds[0].pred, [20.0, -10.0, 5.0])
+    s = summarize(preds)
+    assert s["n"] == 4 and s["detected"] == 1 and s["wrong_face_only"] == 1
+    assert s["mae"] == {"yaw": 5.0, "pitch": 0.0, "roll": 5.0, "mean": pytest.approx(10 / 3, abs=1e-3)}
+
+
+def test_evaluate_images_pad_shifts_face_location(tmp_path):
+    write_png(tmp_path / "crop.png", 90)
+    sample = Sample("crop.png", np.zeros(3), tmp_path / "crop.png", face_xy=(32.0, 32.0))
+    preds = evaluate.evaluate_images(Dataset("x", tmp_path, [sample]), estimator_with(CentreDetector()), pad=0.5)
+    assert preds[0].detected  # the centre box of the padded image still holds the shifted point
+
+
+def test_evaluate_heatmaps_batches():
+    class Echo:
+        """Returns each map's mean times 100 as yaw, to check the uint8 -> [0, 1] scaling and batching."""
+
+        def predict(self, maps):
+            assert maps.dtype == np.float32 and maps.max() <= 1.0
+            return np.stack([maps.mean(axis=(1, 2, 3)) * 100, np.zeros(len(maps)), np.zeros(len(maps))], 1)
+
+    values = [0, 51, 255]
+    maps = np.stack([np.full((96, 96, 5), v, np.uint8) for v in values])
+    samples = [Sample(f"{i}", np.array([v / 2.55, 0, 0]), heatmaps=m) for i, (v, m) in enumerate(zip(values, maps))]
+    ds = Dataset("openpose-npz", None, samples, heatmaps=maps)
+    preds = evaluate.evaluate_heatmaps(ds, Echo(), batch_size=2)
+    np.testing.assert_allclose([p.pred[0] for p in preds], [0.0, 20.0, 100.0], atol=1e-4)
+    assert summarize(preds)["mae"]["yaw"] == pytest.approx(0.0, abs=1e-4)
+
+
+def test_eval_command_json(tmp_path, monkeypatch, capsys):
+    """The eval command on a tiny AFLW-style folder with stand-in backends and a throw-away model."""
+    import scipy.io
+
+    from tools_fakes import make_model_file, register_fake_backends
+
+    register_fake_backends(monkeypatch)
+    weights = make_model_file(tmp_path / "model")
+    data = tmp_path / "aflw"
+    data.mkdir()
+    for i, (value, pose) in enumerate([(255, (0.1, 0.2, 0.0)), (0, (0.0, -0.5, 0.1)), (255, (0.0, 1.9, 0.0))]):
+        write_png(data / f"image{i:05d}.jpg", value)
+        scipy.io.savemat(str(data / f"image{i:05d}.mat"), {"Pose_Para": np.array([[*pose, 0, 0, 0, 1]])})
+    parser = argparse.ArgumentParser()
+    evaluate.register(parser.add_subparsers())
+    args = parser.parse_args(["eval", "--format", "aflw2000", str(data), "--detector", "bright", "--keypoints",
+                              "layout", "--model", str(weights), "--device", "cpu", "--json",
+                              str(tmp_path / "m.json"), "--per-sample", str(tmp_path / "p.csv")])
+    assert args.func(args) == 0
+    out = json.loads((tmp_path / "m.json").read_text())
+    assert out["n"] == 2 and out["detected"] == 1 and out["excluded_out_of_range"] == 1  # yaw 1.9 rad > 99 deg
+    assert out["not_detected"] == ["image00001.jpg"]
+    assert set(out["mae"]) == {"yaw", "pitch", "roll", "mean"}
+    assert set(out["subsets"]) == {"abs_yaw_le_45", "abs_yaw_gt_45"}
+    assert out["config"]["detector"] == "bright"
+    rows = (tmp_path / "p.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[2].endswith("no face")
+    printed = capsys.readouterr().out
+    assert "all (+-99 deg)" in printed and "image00001.jpg" in printed
