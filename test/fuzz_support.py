@@ -64,7 +64,8 @@ def report_lines(module: str) -> list[str]:
             continue
         total = sum(outcomes.values())
         detail = ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items(), key=lambda kv: -kv[1]))
-        lines.append(f"{test}: {total} examples ({detail})")
+        unit = "records" if test.endswith("_records") else "examples"
+        lines.append(f"{test}: {total} {unit} ({detail})")
     return lines
 
 

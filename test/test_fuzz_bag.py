@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given, note
 from hypothesis import strategies as st
 
-from fuzz_support import count, fuzz_settings, make_report_fixture, run_counted
+from fuzz_support import COUNTS, count, fuzz_settings, make_report_fixture, run_counted
 
 bag = pytest.importorskip("headpose_ros.tools.bag", reason="headpose_ros/tools/bag.py (the offline bag tool) is not "
                           "written yet")
@@ -51,7 +51,8 @@ def types() -> RosbagsTypes:
 
 
 def estimator() -> HeadPoseEstimator:
-    return HeadPoseEstimator(detector=CentreDetector(), keypoint_source=LayoutKeypoints(), regressor=ConstantRegressor())
+    return HeadPoseEstimator(detector=CentreDetector(), keypoint_source=LayoutKeypoints(),
+                             regressor=ConstantRegressor())
 
 
 def _frame(i: int) -> np.ndarray:
@@ -166,7 +167,7 @@ def bag_plans(draw):
     return compressed, records, infos, storage
 
 
-@fuzz_settings(40)
+@fuzz_settings(50)
 @given(bag_plans())
 def _bag_property(plan):
     compressed, records, infos, storage = plan
@@ -188,8 +189,9 @@ def _bag_property(plan):
         poses = out["/head_poses"]
         assert [m.header.stamp.sec for _, m in poses] == [1000 + i for i in good]
         assert all(len(m.poses) == 1 for _, m in poses)
-    for kind in set(records) | {f"camera_info: {k}" for k in infos}:
-        count(f"{MODULE}::bags", kind)
+    count(f"{MODULE}::bags", f"{'compressed' if compressed else 'raw'} images, {storage}")
+    for kind in records + [f"camera_info: {k}" for k in infos]:  # records of each kind over all bags
+        COUNTS[f"{MODULE}::bag_records"][kind] += 1
 
 
 def read_bag(path: Path) -> dict[str, list]:
@@ -208,8 +210,12 @@ def read_bag(path: Path) -> dict[str, list]:
 
 def test_bags_with_unexpected_and_corrupt_records():
     """Random mixes of good and bad records: good frames processed, bad ones counted, everything copied."""
+    kinds_before = sum(COUNTS[f"{MODULE}::bag_records"].values())
     tried = run_counted(f"{MODULE}::bags", _bag_property)
-    assert tried[GOOD] >= 30 and len(tried) >= 12, tried  # (a counter entry per record kind seen in an example)
+    assert sum(tried.values()) >= 40 and len(tried) == 4, tried  # raw / compressed x sqlite3 / mcap
+    kinds = COUNTS[f"{MODULE}::bag_records"]
+    assert sum(kinds.values()) - kinds_before >= 150
+    assert set(BAD_RAW) | set(BAD_COMPRESSED) | {f"camera_info: {k}" for k in INFO_KINDS} <= set(kinds), kinds
 
 
 @pytest.mark.parametrize("kind", ["corrupt CameraInfo CDR", "NaN K", "zero K"])

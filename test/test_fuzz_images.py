@@ -16,7 +16,8 @@ Properties (hypothesis, fixed derandomised examples; counts printed at the end o
   announcing huge images (refused before decoding).
 - ``sensor_msgs/CameraInfo``-like K matrices with zero, negative, NaN or infinite intrinsics:
   :meth:`CameraIntrinsics.is_valid` is False and the estimator falls back to the documented unit-depth ray
-  (z = 1) under :meth:`CameraIntrinsics.guess`; with valid intrinsics every position is finite.
+  (z = 1) under :meth:`CameraIntrinsics.guess`; with valid intrinsics, or any finite positive focal length,
+  every position and angle is finite and nothing raises.
 - The node's core (:class:`HeadPoseCore`) fed fuzzed messages between good ones: a bad frame raises the
   decoder's error, the next good frame gives its face.
 """
@@ -64,8 +65,10 @@ def encoding_layout(encoding: str) -> tuple[int, int]:
 
 UNKNOWN_ENCODINGS = ["32FC1", "32fc3", "16SC1", "64FC1", "8SC3", "8UC2", "nv21", "nv12", "i420", "jpeg", "png",
                      "", " ", "rgb9", "mono12", "bayer_rggb12", "bgr8\x00", "yuv420", "rgb8;", "8UC", "16UC"]
-#: Supported names as a driver may spell them (the decoder accepts any case and surrounding spaces).
+
+
 def _variants(name: str) -> list[str]:
+    """Supported names as a driver may spell them (the decoder accepts any case and surrounding spaces)."""
     return [name, name.upper(), f" {name} "]
 
 
@@ -111,7 +114,8 @@ def image_fields(draw):
     encoding = draw(st.sampled_from(CLAIMED)) if claimed else draw(
         st.one_of(st.sampled_from(UNKNOWN_ENCODINGS), st.text(max_size=10)))
     known = encoding.strip().lower() in SUPPORTED_ENCODINGS
-    channels, itemsize = encoding_layout(encoding) if known else (draw(st.integers(1, 4)), draw(st.sampled_from([1, 2])))
+    channels, itemsize = (encoding_layout(encoding) if known
+                          else (draw(st.integers(1, 4)), draw(st.sampled_from([1, 2]))))
     low = 1 if shaped else 0
     width, height = draw(st.integers(low, 48)), draw(st.integers(low, 48))
     row = width * channels * itemsize
@@ -382,8 +386,8 @@ def _format_property(encoded, fmt, container):
     codec, size, buf = encoded
     low = fmt.lower()
     declared = "jpeg" if ("jpeg" in low or "jpg" in low) else "png" if "png" in low else None
-    acceptable = "compresseddepth" not in low and (fmt.strip() == "" or declared == {".jpg": "jpeg",
-                                                                                    ".png": "png"}[codec])
+    own = {".jpg": "jpeg", ".png": "png"}[codec]
+    acceptable = "compresseddepth" not in low and (fmt.strip() == "" or declared == own)
     try:
         out = decode_compressed(fmt, _container(buf, container))
     except ImageDecodeError:
@@ -444,7 +448,8 @@ CENTRE = st.floats(min_value=-100.0, max_value=2000.0)
 
 
 def fake_estimator() -> HeadPoseEstimator:
-    return HeadPoseEstimator(detector=CentreDetector(), keypoint_source=LayoutKeypoints(), regressor=ConstantRegressor())
+    return HeadPoseEstimator(detector=CentreDetector(), keypoint_source=LayoutKeypoints(),
+                             regressor=ConstantRegressor())
 
 
 _ESTIMATOR: list = []
@@ -488,6 +493,7 @@ def _bad_k_property(k):
     eyes = face.keypoints.xy[[1, 2]].mean(axis=0)
     expected = geometry.unit_depth_ray(float(eyes[0]), float(eyes[1]), CameraIntrinsics.guess(160, 120))
     assert np.allclose(face.position, expected) and face.position[2] == 1.0
+    assert np.all(np.isfinite(face.pose.as_array()))
     kind = "non-finite focal" if not (math.isfinite(cam.fx) and math.isfinite(cam.fy)) else \
         "zero/negative focal" if cam.fx <= 0 or cam.fy <= 0 else "non-finite centre"
     count(f"{MODULE}::camera_info_bad", f"{kind}: unit-depth ray")
@@ -504,7 +510,7 @@ def _good_k_property(fx, fy, cx, cy):
     cam = CameraIntrinsics.from_k(k_matrix(fx, fy, cx, cy))
     assert cam.is_valid()
     face = shared_fake_estimator().process(IMAGE, intrinsics=cam).faces[0]
-    assert np.all(np.isfinite(face.position))
+    assert np.all(np.isfinite(face.position)) and np.all(np.isfinite(face.pose.as_array()))
     if face.position_is_ray:  # only when the metric solution was degenerate: the ray under the given camera
         assert face.position[2] == 1.0
     else:
@@ -531,6 +537,7 @@ def _any_k_property(fx, fy, cx, cy):
     with np.errstate(all="ignore"):
         face = shared_fake_estimator().process(IMAGE, intrinsics=cam).faces[0]
     assert np.all(np.isfinite(face.position)), (cam, face.position)
+    assert np.all(np.isfinite(face.pose.as_array())), (cam, face.pose)
     count(f"{MODULE}::camera_info_any", "ray" if face.position_is_ray else "metric position")
 
 

@@ -306,3 +306,40 @@ def test_estimate_position_rejects_bad_intrinsics_and_points_behind() -> None:
     # A head 1 m away lies closer than a 5 m minimum depth: refused rather than returned.
     assert g.estimate_position(xy, np.ones(5), pose, cam, min_depth_m=5.0) is None
     assert g.estimate_position(xy, np.ones(5), pose, cam, min_depth_m=0.5) is not None
+
+
+# --- pose relative to the line of sight ------------------------------------------------------------------
+
+pixels = st.tuples(st.floats(-400.0, 1040.0), st.floats(-300.0, 780.0))
+
+
+@given(pixels)
+def test_rotation_onto_ray_maps_optical_axis_onto_the_ray(pixel: tuple[float, float]) -> None:
+    cam = CameraIntrinsics(500.0, 500.0, 320.0, 240.0)
+    ray = g.unit_depth_ray(*pixel, cam)
+    r = g.ray_rotation(*pixel, cam)
+    np.testing.assert_allclose(r @ np.array([0.0, 0.0, 1.0]), ray / np.linalg.norm(ray), atol=1e-9)
+    np.testing.assert_allclose(r @ r.T, np.eye(3), atol=1e-9)
+    assert np.linalg.det(r) == pytest.approx(1.0)
+
+
+@given(pixels)
+def test_an_apparently_frontal_face_looks_back_along_its_ray(pixel: tuple[float, float]) -> None:
+    cam = CameraIntrinsics(500.0, 500.0, 320.0, 240.0)
+    pose = g.camera_pose_from_apparent(HeadPose(0.0, 0.0, 0.0), *pixel, cam)
+    ray = g.unit_depth_ray(*pixel, cam)
+    np.testing.assert_allclose(g.facing_direction(pose), -ray / np.linalg.norm(ray), atol=1e-7)
+
+
+def test_apparent_pose_at_the_principal_point_is_the_camera_pose() -> None:
+    cam = CameraIntrinsics(500.0, 500.0, 320.0, 240.0)
+    pose = g.camera_pose_from_apparent(HeadPose(30.0, -10.0, 5.0), 320.0, 240.0, cam)
+    assert (pose.yaw, pose.pitch, pose.roll) == pytest.approx((30.0, -10.0, 5.0))
+
+
+def test_a_head_right_of_centre_facing_the_camera_has_positive_yaw() -> None:
+    # It faces back toward the camera, i.e. toward the image's left: yaw > 0 by the dataset convention.
+    pose = g.camera_pose_from_apparent(HeadPose(0.0, 0.0, 0.0), 570.0, 240.0,
+                                              CameraIntrinsics(500.0, 500.0, 320.0, 240.0))
+    assert pose.yaw == pytest.approx(np.degrees(np.arctan(250.0 / 500.0)))
+    assert pose.pitch == pytest.approx(0.0, abs=1e-9)

@@ -29,7 +29,8 @@ WAIT = 60.0
 
 
 def fake_estimator() -> HeadPoseEstimator:
-    return HeadPoseEstimator(detector=CentreDetector(), keypoint_source=LayoutKeypoints(), regressor=ConstantRegressor())
+    return HeadPoseEstimator(detector=CentreDetector(), keypoint_source=LayoutKeypoints(),
+                             regressor=ConstantRegressor())
 
 
 # --- helpers ------------------------------------------------------------------------------------------------
@@ -107,9 +108,15 @@ class GatedCore:
     """A core whose process_msg waits for the test, so that skipping is forced, not timed."""
 
     def __init__(self):
-        self.inner = __import__("headpose_ros.ros.core", fromlist=["HeadPoseCore"]).HeadPoseCore(fake_estimator())
+        from headpose_ros.ros.core import HeadPoseCore
+
+        self.inner = HeadPoseCore(fake_estimator())
         self.gate = threading.Semaphore(0)
         self.seen: list[int] = []
+
+    @property
+    def values(self):
+        return self.inner.values
 
     def process_msg(self, msg):
         assert self.gate.acquire(timeout=WAIT)
@@ -135,7 +142,7 @@ def test_soak_phase_counts_and_newest_only():
         for _ in range(100):
             core.gate.release()
     assert out["submitted"] == out["processed"] + out["skipped"] + out["errors"]
-    assert out["accounting_ok"] and out["finished_cleanly"]
+    assert out["accounting_ok"] and out["finished_cleanly"] and out["errors"] == 0, out["error_examples"]
     assert out["submitted"] >= 50 and out["skipped"] > 0 and out["processed"] >= 1
     assert out["newest_only"]["in_submit_order"]
     assert core.seen == sorted(core.seen)  # stamps processed in order: never an older frame after a newer one
@@ -146,6 +153,7 @@ def test_soak_phase_counts_and_newest_only():
 
 def test_soak_phase_counts_errors():
     class Failing:
+
         def __init__(self):
             self.n = 0
 
@@ -190,38 +198,110 @@ def test_soak_command_end_to_end(tmp_path, monkeypatch, capsys):
 
 # --- memory growth -------------------------------------------------------------------------------------------
 
-def _message(i: int, width: int = 640, height: int = 480):
-    image = np.full((height, width, 3), i % 251, np.uint8)  # a fresh buffer per frame, as from a camera driver
-    return SimpleNamespace(header=SimpleNamespace(stamp=SimpleNamespace(sec=i, nanosec=0), frame_id="cam_optical"),
-                           encoding="bgr8", height=height, width=width, step=width * 3, data=image.tobytes(),
+def _message(i: int, width: int = 640, height: int = 480, bad: bool = False):
+    """A bgr8 Image message with a fresh buffer (as from a camera driver); ``bad``: a malformed one, in turn
+    truncated data, an unknown encoding, or a CompressedImage with a cut JPEG."""
+    import cv2
+
+    image = np.full((height, width, 3), i % 251, np.uint8)
+    header = SimpleNamespace(stamp=SimpleNamespace(sec=i, nanosec=0), frame_id="cam_optical")
+    if bad and i % 3 == 2:
+        jpeg = cv2.imencode(".jpg", image)[1].tobytes()
+        return SimpleNamespace(header=header, format="jpeg", data=jpeg[: len(jpeg) // 2])
+    data = image.tobytes()
+    encoding = "bgr8"
+    if bad:
+        data, encoding = (data[:-100], "bgr8") if i % 3 == 0 else (data, "32FC1")
+    return SimpleNamespace(header=header, encoding=encoding, height=height, width=width, step=width * 3, data=data,
                            is_bigendian=0)
 
 
-def test_memory_does_not_grow_over_200_frames():
+@pytest.mark.parametrize("bad_every", [0, 2], ids=["good frames", "every other frame bad"])
+def test_memory_does_not_grow_over_200_frames(bad_every):
     from headpose_ros.ros.core import HeadPoseCore
 
     core = HeadPoseCore(fake_estimator(), {"smoothing.enabled": True})
-    done = {"faces": 0, "frames": 0}
+    done = {"faces": 0, "frames": 0, "errors": 0}
 
     def on_result(item, result):
         done["frames"] += 1
         done["faces"] += len(result.faces)
 
-    with LatestFrameProcessor(core.process_msg, on_result=on_result) as proc:
+    def on_error(item, exc):
+        done["errors"] += 1
+
+    def message(i):
+        return _message(i, bad=bool(bad_every) and i % bad_every == 1)
+
+    with LatestFrameProcessor(core.process_msg, on_result=on_result, on_error=on_error) as proc:
         for i in range(30):  # warm-up: allocator pools, imports, first conversions
-            proc.submit(_message(i))
+            proc.submit(message(i))
             assert proc.wait_idle(WAIT)
         gc.collect()
         before = soak.rss_mb()
         for i in range(30, 230):
-            proc.submit(_message(i))
-            if i % 2 == 0:  # every other frame waits: half the frames are processed, half may be replaced
+            proc.submit(message(i))
+            if i % 3 != 0:  # most frames wait for the worker; the others may be replaced (skipped)
                 assert proc.wait_idle(WAIT)
         assert proc.wait_idle(WAIT)
         stats = proc.stats()
     gc.collect()
     after = soak.rss_mb()
-    assert stats.submitted == 230 and stats.failed == 0
-    assert stats.processed + stats.skipped == 230 and stats.processed >= 130
+    assert stats.submitted == 230 and stats.failed == done["errors"]
+    assert stats.processed + stats.skipped + stats.failed == 230 and stats.processed >= 60
     assert done["faces"] == done["frames"] == stats.processed  # every processed frame had its one face
+    if bad_every:
+        assert stats.failed >= 60  # the bad frames were refused, one by one
+    else:
+        assert stats.failed == 0
     assert after - before < 50.0, f"RSS grew by {after - before:.1f} MB over 200 frames"
+
+
+# --- Ctrl-C in the middle of a soak ------------------------------------------------------------------------
+
+SOAK_SCRIPT = """
+import sys
+
+sys.path.insert(0, {test_dir!r})
+from headpose_ros.estimator.detectors import DETECTORS
+from headpose_ros.estimator.keypoints import KEYPOINT_SOURCES
+from headpose_ros.tools import cli
+
+DETECTORS._entries["centre"] = "tools_fakes:CentreDetector"
+KEYPOINT_SOURCES._entries["layout"] = "tools_fakes:LayoutKeypoints"
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_soak_interrupted_by_ctrl_c_exits_cleanly(tmp_path):
+    """SIGINT during a phase: the producer and the worker stop, exit code 130, no traceback."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("skimage", reason="scikit-image (dev requirement) makes the frames")
+    weights = make_model_file(tmp_path / "model")
+    script = tmp_path / "run_soak.py"
+    script.write_text(SOAK_SCRIPT.format(test_dir=str(Path(__file__).resolve().parent)))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_NUM_INTEROP_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1",
+           "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "soak", "--seconds", "600", "--faces", "1", "--width", "320", "--height",
+         "240", "--no-sweep", "--detector", "centre", "--keypoints", "layout", "--model", str(weights),
+         "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(tmp_path))
+    try:
+        seen = ""
+        while "soak 1 face(s)" not in seen:  # the progress bar (stderr) says the phase has started
+            chunk = proc.stderr.read(1)
+            assert chunk, f"soak ended before its phase started: {seen[-2000:]}"
+            seen += chunk
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=WAIT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, (proc.returncode, (seen + stderr)[-2000:])
+    assert "Traceback" not in seen + stderr

@@ -154,6 +154,33 @@ def unit_depth_ray(u: float, v: float, intrinsics: CameraIntrinsics) -> np.ndarr
     return np.array([(u - intrinsics.cx) / intrinsics.fx, (v - intrinsics.cy) / intrinsics.fy, 1.0])
 
 
+def rotations_onto(directions: np.ndarray) -> np.ndarray:
+    """The smallest rotations (N, 3, 3) taking the optical axis (0, 0, 1) onto each of (N, 3) directions."""
+    d = np.asarray(directions, dtype=np.float64).reshape(-1, 3)
+    d = d / np.linalg.norm(d, axis=1, keepdims=True)
+    axis = np.cross(np.array([0.0, 0.0, 1.0]), d)
+    sin = np.linalg.norm(axis, axis=1)
+    angle = np.arctan2(sin, d[:, 2])
+    rotvec = np.where(sin[:, None] > 1e-12, axis / np.maximum(sin, 1e-12)[:, None] * angle[:, None], 0.0)
+    return Rotation.from_rotvec(rotvec).as_matrix().reshape(-1, 3, 3)
+
+
+def ray_rotation(u: float, v: float, intrinsics: CameraIntrinsics) -> np.ndarray:
+    """The smallest rotation (3x3) taking the optical axis (0, 0, 1) onto the ray through pixel (u, v)."""
+    return rotations_onto(unit_depth_ray(u, v, intrinsics))[0]
+
+
+def camera_pose_from_apparent(apparent: HeadPose, u: float, v: float, intrinsics: CameraIntrinsics) -> HeadPose:
+    """The head's pose in the camera's optical frame, from its pose relative to the line of sight.
+
+    A crop around a face shows the head as seen along the ray through the face, (u, v) in pixels: the
+    regressor predicts that *apparent* pose. An off-axis head with camera-frame rotation R looks like a centred
+    head with rotation ``ray_rotation(u, v)^T @ R``; this inverts it. At the image centre both are the same.
+    """
+    r_apparent = rotation_from_ypr(apparent.yaw, apparent.pitch, apparent.roll)
+    return ypr_from_rotation(ray_rotation(u, v, intrinsics) @ r_apparent)
+
+
 def estimate_position(
     keypoints_xy: np.ndarray,
     weights: np.ndarray,
@@ -174,14 +201,21 @@ def estimate_position(
     if keep.sum() < 2 or not intrinsics.is_valid():
         return None
     rotated = (rotation_from_ypr(pose.yaw, pose.pitch, pose.roll) @ (model_mm / 1000.0).T).T[keep]
-    xn = (xy[keep, 0] - intrinsics.cx) / intrinsics.fx
-    yn = (xy[keep, 1] - intrinsics.cy) / intrinsics.fy
+    with np.errstate(all="ignore"):
+        xn = (xy[keep, 0] - intrinsics.cx) / intrinsics.fx
+        yn = (xy[keep, 1] - intrinsics.cy) / intrinsics.fy
+    if not (np.all(np.isfinite(xn)) and np.all(np.isfinite(yn))):
+        return None
     ones, zeros = np.ones_like(xn), np.zeros_like(xn)
     # x_n * (P_z + t_z) = P_x + t_x  ->  t_x - x_n t_z = x_n P_z - P_x   (same for y)
     a = np.concatenate([np.stack([ones, zeros, -xn], 1), np.stack([zeros, ones, -yn], 1)])
     b = np.concatenate([xn * rotated[:, 2] - rotated[:, 0], yn * rotated[:, 2] - rotated[:, 1]])
     sw = np.sqrt(np.concatenate([w[keep], w[keep]]))
-    sol, _, rank, _ = np.linalg.lstsq(a * sw[:, None], b * sw, rcond=None)
+    try:
+        with np.errstate(all="ignore"):
+            sol, _, rank, _ = np.linalg.lstsq(a * sw[:, None], b * sw, rcond=None)
+    except np.linalg.LinAlgError:  # overflowing intrinsics (e.g. a centre of 1e308 px): no metric solution
+        return None
     if rank < 3 or not np.all(np.isfinite(sol)) or sol[2] < min_depth_m:
         return None
     return sol

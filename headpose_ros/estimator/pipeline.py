@@ -73,7 +73,9 @@ class HeadPoseEstimator:
                 channel_order: str = "bgr") -> FrameResult:
         """Every face's pose in one image (any array :func:`to_bgr8` takes), largest face first.
 
-        With ``intrinsics`` (a calibrated camera) each face's ``position`` is metres in the optical frame;
+        Poses are in the camera's optical frame: the regressor's pose relative to the line of sight is turned
+        by the ray through the face (see :func:`geometry.camera_pose_from_apparent`), with ``intrinsics`` or,
+        without them, :meth:`CameraIntrinsics.guess`. With ``intrinsics`` (a calibrated camera) each face's ``position`` is metres in the optical frame;
         without, it is the unit-depth ray under :meth:`CameraIntrinsics.guess`.
         """
         t0 = time.perf_counter()
@@ -88,28 +90,37 @@ class HeadPoseEstimator:
         if pairs:
             maps = np.stack([k.heatmaps for _, k in pairs]).astype(np.float32, copy=False)
             angles = self.regressor.predict(maps)
+            cam = intrinsics if intrinsics is not None and intrinsics.is_valid() else \
+                CameraIntrinsics.guess(width, height)
             for (box, kp), ypr in zip(pairs, angles):
-                pose = HeadPose(*(float(a) for a in ypr))
-                position, is_ray = self._position(kp.keypoints.xy, kp.keypoints.confidence, pose, intrinsics,
-                                                  width, height)
+                anchor = self._anchor(kp.keypoints.xy, kp.keypoints.confidence)
+                pose = geometry.camera_pose_from_apparent(HeadPose(*(float(a) for a in ypr)), *anchor, cam)
+                position, is_ray = self._position(kp.keypoints.xy, kp.keypoints.confidence, pose, intrinsics, anchor,
+                                                  cam)
                 faces.append(FaceResult(box, kp.keypoints, pose, position, is_ray, heatmaps=kp.heatmaps))
         t3 = time.perf_counter()
         ms = lambda a, b: round((b - a) * 1000.0, 3)  # noqa: E731
         stages = {"detect": ms(t0, t1), "keypoints": ms(t1, t2), "regress": ms(t2, t3), "total": ms(t0, t3)}
         return FrameResult(faces=faces, image_size=(width, height), stages_ms=stages)
 
+    def _anchor(self, xy: np.ndarray, conf: np.ndarray) -> tuple[float, float]:
+        """The face's reference pixel: between the eyes when both are seen, else the mean of the seen keypoints."""
+        visible = conf >= self.config.keypoint_threshold
+        if visible[[RIGHT_EYE, LEFT_EYE]].all():
+            point = xy[[RIGHT_EYE, LEFT_EYE]].mean(axis=0)
+        else:
+            point = xy[visible].mean(axis=0) if visible.any() else xy.mean(axis=0)
+        return float(point[0]), float(point[1])
+
     def _position(self, xy: np.ndarray, conf: np.ndarray, pose: HeadPose, intrinsics: Optional[CameraIntrinsics],
-                  width: int, height: int) -> tuple[np.ndarray, bool]:
+                  anchor: tuple[float, float], cam: CameraIntrinsics) -> tuple[np.ndarray, bool]:
+        """Metres in the optical frame with valid ``intrinsics``, else the unit-depth ray through ``anchor``."""
         visible = conf >= self.config.keypoint_threshold
         if intrinsics is not None and intrinsics.is_valid():
             position = geometry.estimate_position(xy, np.where(visible, conf, 0.0), pose, intrinsics)
             if position is not None:
                 return position, False
-        eyes = xy[[RIGHT_EYE, LEFT_EYE]]
-        anchor = eyes.mean(axis=0) if visible[[RIGHT_EYE, LEFT_EYE]].all() else xy[visible].mean(axis=0) \
-            if visible.any() else xy.mean(axis=0)
-        cam = intrinsics if intrinsics is not None and intrinsics.is_valid() else CameraIntrinsics.guess(width, height)
-        return geometry.unit_depth_ray(float(anchor[0]), float(anchor[1]), cam), True
+        return geometry.unit_depth_ray(anchor[0], anchor[1], cam), True
 
     def close(self) -> None:
         """Release the backends' native resources."""

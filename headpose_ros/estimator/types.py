@@ -133,8 +133,9 @@ class CameraIntrinsics:
         return cls(f, f, 0.5 * width, 0.5 * height)
 
     def is_valid(self) -> bool:
+        """Finite values and focal lengths of at least one pixel (a zeroed, NaN or garbage K is not valid)."""
         vals = np.array([self.fx, self.fy, self.cx, self.cy])
-        return bool(np.all(np.isfinite(vals)) and self.fx > 0 and self.fy > 0)
+        return bool(np.all(np.isfinite(vals)) and self.fx >= 1.0 and self.fy >= 1.0)
 
 
 @dataclass

@@ -56,6 +56,7 @@ class BagSummary:
     processed: int = 0
     bad_images: int = 0
     failed: int = 0
+    bad_camera_info: int = 0
     faces: int = 0
     frames_with_faces: int = 0
     written: dict[str, int] = field(default_factory=dict)
@@ -214,8 +215,13 @@ def _run(reader: Any, writer: Any, image_topic: str, opts: BagOptions, values: d
         if conn.id in copied:
             writer.write(copied[conn.id], t, raw)
         if conn.topic == info_topic and conn.msgtype == CAMERA_INFO:
-            k = reader.deserialize(raw, conn.msgtype).k
-            cam = CameraIntrinsics.from_k(k)
+            try:
+                cam = CameraIntrinsics.from_k(reader.deserialize(raw, conn.msgtype).k)
+            except Exception as exc:  # noqa: BLE001 - a corrupt record: keep the intrinsics we had
+                summary.bad_camera_info += 1
+                if summary.bad_camera_info <= 5:
+                    LOG.warning("camera_info at t=%d skipped: %s: %s", t, type(exc).__name__, exc)
+                continue
             intrinsics = cam if cam.is_valid() else None
             continue
         if conn.topic != image_topic or conn.msgtype not in IMAGE_TYPES:

@@ -2,9 +2,10 @@
 
 Three threads, as in ``headpose_node``: a producer (the camera) submits ``sensor_msgs/Image`` messages
 (``bgr8``, rosbags' message classes, a fresh header per frame) at ``--rate`` Hz to a
-:class:`~headpose_ros.estimator.stream.LatestFrameProcessor`, whose worker decodes each frame and runs it through
+:class:`~headpose_ros.estimator.stream.LatestFrameProcessor`, whose worker decodes each frame, runs it through
 :class:`~headpose_ros.ros.core.HeadPoseCore` (the estimator of the configuration flags, tracking, smoothing)
-exactly as the node's worker does; the main thread samples the resident memory every half second.
+and builds the messages the node publishes (/head_pose, /head_poses, /tf, markers), exactly as the node's
+worker does; the main thread samples the resident memory every half second.
 
 Frames: ``--width`` x ``--height`` (default 1920x1080) with 0, 1 or 8 copies of the head of scikit-image's
 public-domain astronaut portrait (``skimage.data.astronaut()``, bench's crop) on bench's noisy gradient
@@ -16,8 +17,8 @@ and the number of faces the detector actually finds is printed, so that no figur
 Per face count (``--faces``), for ``--seconds`` each, the report gives:
 
 - frames submitted, processed, skipped (replaced by a newer frame before the worker was free) and failed;
-- latency, submit -> result (the moment the node would publish), p50 / p95 / p99 in ms; the processing time
-  (decode + estimator + tracking) and the wait before it;
+- latency, submit -> messages built (the moment the node publishes), p50 / p95 / p99 in ms; the processing
+  time (decode + estimator + tracking + messages) and the wait before it;
 - resident memory (VmRSS) at the start, after ``--warmup`` seconds and at the end, and its slope over the
   post-warm-up samples (least squares, MB/min);
 - drift: median latency of the first third of the post-warm-up frames against the last third;
@@ -32,12 +33,11 @@ per-face cost is measured up to 32 faces even where the detector finds fewer.
 
 Checks (each printed as PASS or FAIL with its threshold; the exit code is 1 when any fails):
 ``memory`` RSS growth from after warm-up to the end <= ``--max-growth-mb``; ``drift`` last-third median
-latency <= ``--max-drift`` x the first third's or <= ``--max-drift-ms`` above it; ``newest`` processed frames in submit order and never more
-than one newer frame at a start; ``accounting`` submitted = processed + skipped + failed; ``linear`` (placed mode)
-from one face count to the next, the time per frame grows at most by the faces' factor x (1 +
-``--linear-tolerance``);
-``max_faces`` a capped frame yields exactly the cap's faces in at most (1 + ``--linear-tolerance``) x the time
-of an uncapped frame with that many faces.
+latency <= ``--max-drift`` x the first third's or <= ``--max-drift-ms`` above it; ``newest`` processed
+frames in submit order and never more than one newer frame at a start; ``accounting`` submitted = processed +
+skipped + failed; ``linear`` (placed mode) from one face count to the next, the time per frame grows at most
+by the faces' factor x (1 + ``--linear-tolerance``); ``max_faces`` a capped frame yields exactly the cap's
+faces in at most (1 + ``--linear-tolerance``) x the time of an uncapped frame with that many faces.
 """
 
 from __future__ import annotations
@@ -182,6 +182,23 @@ class _Record:
     newer_at_start: int
 
 
+def build_messages(types: Any, values: dict[str, Any], result: Any) -> list[Any]:
+    """The messages ``headpose_node`` publishes for one result (its ``_publish``, without the debug image, which
+    it makes only while someone subscribes): /head_pose, /head_poses, /tf and ~/markers."""
+    from ..ros import messages
+
+    h, prefix, out = result.header, values["tf_prefix"], []
+    if result.primary_face is not None:
+        out.append(messages.pose_stamped(types, h, result.primary_face))
+    out.append(messages.pose_array(types, h, result.faces))
+    if values["publish_tf"] and result.faces:
+        out.append(messages.tf_message(types, messages.head_transforms(types, h, result.faces, result.ids, prefix)))
+    if values["markers"] and (result.faces or result.gone_ids):
+        out.append(messages.marker_array(types, h, result.faces, result.ids, result.gone_ids, result.primary_id,
+                                         prefix))
+    return out
+
+
 # --- one soak phase ------------------------------------------------------------------------------------------
 
 def soak_phase(core: Any, frames: list[np.ndarray], seconds: float, rate: float, warmup: float,
@@ -205,6 +222,7 @@ def soak_phase(core: Any, frames: list[np.ndarray], seconds: float, rate: float,
 
     def on_result(item: _Item, out) -> None:
         result, t_start, newer = out
+        build_messages(types, core.values, result)  # what the node's worker publishes, built alike
         t_done = time.perf_counter()
         with lock:
             records.append(_Record(item.seq, item.t_submit, t_start, t_done,
@@ -640,4 +658,3 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", metavar="FILE", help="write every figure as JSON")
     add_config_arguments(p)
     p.set_defaults(func=run)
-

@@ -1,9 +1,11 @@
 """Synthetic training data: five-keypoint geometry of random heads, poses and cameras, rendered as heatmaps.
 
 Each sample is a head (the package's mean keypoint model, scaled and perturbed per person), a pose drawn
-uniformly over yaw +-90, pitch +-60, roll +-45 degrees, and a pinhole camera at 0.4-3 m looking at the head
-from up to 25 degrees off its axis. The projected keypoints get the noise, confidence and self-occlusion of a
-keypoint source (a :class:`SourceProfile`), and the same renderer as inference turns them into heatmaps.
+uniformly over yaw +-90, pitch +-60, roll +-45 degrees, and a pinhole camera at 0.4-3 m that sees the head
+up to 25 degrees off its axis. The label is the pose relative to the line of sight (what a crop of the face
+shows; the pipeline turns it into the camera frame with :func:`geometry.camera_pose_from_apparent`). The
+projected keypoints get the pose distortions, noise, confidence and self-occlusion of a keypoint source (a
+:class:`SourceProfile`), and the same renderer as inference turns them into heatmaps.
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ class SourceProfile:
     - ``noise_iod``: per-keypoint position noise (std), in units of the inter-ocular distance in pixels;
     - ``pitch_gain``: range of the factor by which the source's keypoints follow pitch (< 1: it compresses
       pitch; fitted on development data, see README);
+    - ``yaw_knee_deg``, ``yaw_soft_deg``: beyond the knee (a range, drawn per sample) the keypoints stop
+      following yaw and saturate softly, ``knee + soft * (1 - exp(-(|yaw| - knee) / soft))``: a face mesh cannot
+      represent a profile, so its keypoints at 80 deg look like a 55 deg face (measured on development data);
+      ``None`` for sources that follow yaw to the profile;
     - ``places_hidden``: True when the source places keypoints it cannot see (a face mesh extrapolates an ear
       turned away), False when such keypoints weaken and vanish (OpenPose, MediaPipe pose);
     - ``confidence``: range of a visible keypoint's confidence.
@@ -36,13 +42,17 @@ class SourceProfile:
     name: str
     noise_iod: tuple[float, float, float, float, float]
     pitch_gain: tuple[float, float]
+    yaw_knee_deg: "tuple[float, float] | None"
+    yaw_soft_deg: float
     places_hidden: bool
     confidence: tuple[float, float]
 
 
 PROFILES = {
-    "face_mesh": SourceProfile("face_mesh", (0.04, 0.035, 0.035, 0.09, 0.09), (0.8, 1.0), True, (0.7, 1.0)),
-    "mediapipe_pose": SourceProfile("mediapipe_pose", (0.06, 0.05, 0.05, 0.12, 0.12), (0.5, 0.8), False, (0.5, 1.0)),
+    "face_mesh": SourceProfile("face_mesh", (0.04, 0.035, 0.035, 0.09, 0.09), (0.7, 0.9), (42.0, 48.0), 10.0,
+                               True, (0.7, 1.0)),
+    "mediapipe_pose": SourceProfile("mediapipe_pose", (0.06, 0.05, 0.05, 0.12, 0.12), (0.5, 0.8), None, 10.0,
+                                    False, (0.5, 1.0)),
 }
 #: Pose ranges of the generator, degrees (yaw, pitch, roll), drawn uniformly in [-r, r].
 POSE_RANGE_DEG = (90.0, 60.0, 45.0)
@@ -78,14 +88,18 @@ def generate(n: int, seed: int, profile: SourceProfile) -> SyntheticSet:
     offsets = rng.normal(0.0, 1.0, (n, NUM_KEYPOINTS, 3)) * np.array([[2, 4, 4], [1, 1, 1.5], [1, 1, 1.5],
                                                                       [5, 5, 6], [5, 5, 6]])
     model = geometry.HEAD_MODEL_MM[None] * scale[:, None, None] + offsets
-    # The source follows pitch with a gain (keypoints rendered at gain * pitch, labelled with pitch).
+    # What the source shows: pitch with a gain, yaw saturating beyond a knee (labelled with the true pose).
     shown = ypr.copy()
     shown[:, 1] *= rng.uniform(*profile.pitch_gain, n)
-    rot = geometry.rotations_from_ypr(shown)
-    # Cameras: distance, off-axis direction, focal length.
+    if profile.yaw_knee_deg is not None:
+        knee, soft = rng.uniform(*profile.yaw_knee_deg, n), profile.yaw_soft_deg
+        over = np.abs(ypr[:, 0]) - knee
+        shown[:, 0] = np.where(over > 0, np.sign(ypr[:, 0]) * (knee + soft * (1 - np.exp(-over / soft))), ypr[:, 0])
+    # Cameras: distance, off-axis direction, focal length; the head turns with its line of sight.
     dist = rng.uniform(0.4, 3.0, n)
     off = np.tan(np.radians(rng.uniform(-25.0, 25.0, (n, 2))))
     centre = np.stack([off[:, 0] * dist, off[:, 1] * dist, dist], axis=1)
+    rot = np.einsum("nij,njk->nik", geometry.rotations_onto(centre), geometry.rotations_from_ypr(shown))
     points = np.einsum("nij,nkj->nki", rot, model / 1000.0) + centre[:, None, :]
     focal = rng.uniform(400.0, 1400.0, n)
     xy = np.empty((n, NUM_KEYPOINTS, 2))
@@ -99,7 +113,7 @@ def generate(n: int, seed: int, profile: SourceProfile) -> SyntheticSet:
     if not profile.places_hidden:
         view = points / np.linalg.norm(points, axis=2, keepdims=True)
         facing = -np.einsum("nki,nki->nk", np.einsum("nij,kj->nki", rot, NORMALS), view)
-        conf *= _sigmoid((facing + 0.2) / 0.08)
+        conf *= _sigmoid((facing + 0.3) / 0.08)  # an ear seen edge-on (frontal face) is still found
         conf[conf < 0.15] = 0.0
     return SyntheticSet(xy=xy, confidence=conf, ypr=ypr)
 

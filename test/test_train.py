@@ -1,0 +1,84 @@
+"""The synthetic generator and the train command: determinism, labels, the source profile and the card."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from headpose_ros.estimator import geometry
+from headpose_ros.estimator.regressor import HeadPoseRegressor, ModelCard, card_path
+from headpose_ros.tools import cli
+from headpose_ros.tools.synth import POSE_RANGE_DEG, PROFILES, generate
+
+
+def test_generator_is_deterministic_and_in_range() -> None:
+    a, b = generate(300, 7, PROFILES["face_mesh"]), generate(300, 7, PROFILES["face_mesh"])
+    np.testing.assert_array_equal(a.xy, b.xy)
+    np.testing.assert_array_equal(a.ypr, b.ypr)
+    assert not np.array_equal(a.xy, generate(300, 8, PROFILES["face_mesh"]).xy)
+    assert np.all(np.abs(a.ypr) <= np.array(POSE_RANGE_DEG))
+    assert np.all(np.isfinite(a.xy)) and a.heatmaps(np.arange(5), 0.3).shape == (5, 96, 96, 5)
+
+
+def test_generated_keypoints_follow_the_sign_conventions() -> None:
+    s = generate(2000, 0, PROFILES["face_mesh"])
+    nose_x = s.xy[:, 0, 0] - s.xy[:, [1, 2], 0].mean(axis=1)  # nose relative to the eyes' midpoint, pixels
+    turned = (np.abs(s.ypr[:, 0]) > 20) & (np.abs(s.ypr[:, 2]) < 20)
+    # yaw > 0 turns the face to the image's left: the nose moves left of the eyes.
+    assert np.mean(np.sign(nose_x[turned]) == -np.sign(s.ypr[turned, 0])) > 0.97
+    # roll > 0 is clockwise on screen: the subject's left eye (image right) is lower (larger y).
+    tilted = (np.abs(s.ypr[:, 2]) > 15) & (np.abs(s.ypr[:, 0]) < 45)
+    eye_dy = s.xy[tilted, 2, 1] - s.xy[tilted, 1, 1]
+    assert np.mean(np.sign(eye_dy) == np.sign(s.ypr[tilted, 2])) > 0.97
+
+
+def test_face_mesh_profile_places_every_keypoint_but_pose_profile_hides_turned_ears() -> None:
+    mesh = generate(1000, 1, PROFILES["face_mesh"])
+    assert np.all(mesh.confidence > 0)
+    pose = generate(3000, 1, PROFILES["mediapipe_pose"])
+    right_ear_away = pose.ypr[:, 0] > 70  # the face turns to the subject's right: the right ear turns away
+    assert np.mean(pose.confidence[right_ear_away, 3] < 0.3) > 0.9
+    assert np.mean(pose.confidence[np.abs(pose.ypr[:, 0]) < 10, 3] > 0.3) > 0.75
+
+
+def test_face_mesh_profile_saturates_yaw_beyond_the_knee() -> None:
+    s = generate(4000, 2, PROFILES["face_mesh"])
+    apparent = np.degrees(np.arcsin(np.clip(
+        (s.xy[:, 0, 0] - s.xy[:, [1, 2], 0].mean(1)) / np.linalg.norm(s.xy[:, 2] - s.xy[:, 1], axis=1), -1, 1)))
+    far = np.abs(s.ypr[:, 0]) > 75
+    mid = (np.abs(s.ypr[:, 0]) > 50) & (np.abs(s.ypr[:, 0]) < 55)
+    # nose offset keeps growing until the knee, then barely: |far| faces look only a little more turned than |mid|.
+    assert np.abs(apparent[far]).mean() - np.abs(apparent[mid]).mean() < 10
+
+
+def _train(tmp_path: Path, name: str) -> Path:
+    assert cli.main(["train", "--name", name, "--out", str(tmp_path), "--synthetic", "96", "--epochs", "1",
+                     "--batch-size", "32", "--seed", "3"]) == 0
+    return tmp_path / f"{name}.weights.h5"
+
+
+def test_train_writes_loadable_weights_and_card_and_reproduces_them(tmp_path: Path) -> None:
+    first, second = _train(tmp_path, "a"), _train(tmp_path, "b")
+    assert first.read_bytes() != b"" and first.stat().st_size > 1_000_000
+    card = ModelCard.load(card_path(first))
+    assert card.heatmap_kind == "rendered" and card.keypoint_source == "face_mesh"
+    assert json.loads(card_path(first).read_text())["training"]["seed"] == 3
+    reg_a, reg_b = HeadPoseRegressor(str(first), "cpu"), HeadPoseRegressor(str(second), "cpu")
+    maps = generate(8, 11, PROFILES["face_mesh"]).heatmaps(np.arange(8), 0.3)
+    np.testing.assert_array_equal(reg_a.predict(maps), reg_b.predict(maps))  # same seed, same weights
+    assert np.all(np.abs(reg_a.predict(maps)) <= 120.0)
+
+
+@pytest.mark.parametrize("bad", [["--synthetic", "0"]])
+def test_train_refuses_to_train_on_nothing(tmp_path: Path, bad: list[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--out", str(tmp_path), *bad])
+
+
+def test_geometry_head_model_is_symmetric_and_eyes_63mm_apart() -> None:
+    m = geometry.HEAD_MODEL_MM
+    assert np.linalg.norm(m[2] - m[1]) == pytest.approx(63.0)
+    np.testing.assert_allclose(m[[2, 4], 0], -m[[1, 3], 0])
