@@ -99,13 +99,22 @@ def test_evaluate_images_counts_misses(tmp_path):
                Sample("dark.png", np.array([0.0, 0.0, 0.0]), tmp_path / "dark.png"),
                Sample("corrupt.png", np.array([0.0, 0.0, 0.0]), tmp_path / "corrupt.png"),
                Sample("elsewhere.png", np.array([0.0, 0.0, 0.0]), tmp_path / "face.png", face_xy=(500.0, 500.0))]
-    preds = evaluate.evaluate_images(Dataset("aflw2000", tmp_path, samples), estimator_with(BrightBlobDetector()))
+    estimator = estimator_with(BrightBlobDetector())
+    preds = evaluate.evaluate_images(Dataset("aflw2000", tmp_path, samples), estimator)
     assert [p.detected for p in preds] == [True, False, False, False]
     assert [p.note for p in preds] == ["", "no face", "unreadable image", "only other faces"]
-    np.testing.assert_allclose(preds[0].pred, [20.0, -10.0, 5.0])
+    # the scored pose is the estimator's camera-frame pose of that face (the regressor's (20, -10, 5) turned by
+    # the ray through the face)
+    import cv2
+
+    expected = estimator.process(cv2.imread(str(tmp_path / "face.png"))).faces[0].pose.as_array()
+    np.testing.assert_allclose(preds[0].pred, expected)
+    assert abs(expected[0] - 20.0) < 10 and abs(expected[2] - 5.0) < 10
     s = summarize(preds)
     assert s["n"] == 4 and s["detected"] == 1 and s["wrong_face_only"] == 1
-    assert s["mae"] == {"yaw": 5.0, "pitch": 0.0, "roll": 5.0, "mean": pytest.approx(10 / 3, abs=1e-3)}
+    err = np.abs(expected - np.array([25.0, -10.0, 0.0]))  # only the detected sample is scored
+    assert s["mae"] == {"yaw": pytest.approx(err[0], abs=1e-3), "pitch": pytest.approx(err[1], abs=1e-3),
+                        "roll": pytest.approx(err[2], abs=1e-3), "mean": pytest.approx(err.mean(), abs=1e-3)}
 
 
 def test_evaluate_images_pad_shifts_face_location(tmp_path):

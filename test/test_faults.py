@@ -152,8 +152,6 @@ def test_weights_from_another_model_name_the_file(tmp_path, make):
     assert "another model" in str(info.value) or "cannot be loaded" in str(info.value)
 
 
-@pytest.mark.xfail(strict=True, reason="proposed: HeadPoseRegressor should refuse a weights file holding layers "
-                   "the model lacks (Keras loads the matching layers and ignores the rest)")
 def test_weights_from_a_larger_model_are_refused(tmp_path):
     import keras
 
@@ -168,8 +166,6 @@ def test_weights_from_a_larger_model_are_refused(tmp_path):
         _construct(path)
 
 
-@pytest.mark.xfail(strict=True, reason="proposed: HeadPoseRegressor should check that every loaded weight is "
-                   "finite (a NaN-filled file loads today and every angle comes out 0)")
 def test_weights_holding_nan_are_refused(tmp_path):
     from headpose_ros.estimator import regressor
 
@@ -184,8 +180,6 @@ def test_weights_holding_nan_are_refused(tmp_path):
         _construct(path)
 
 
-@pytest.mark.xfail(strict=True, reason="proposed: the model card records the weights' sha256 (train writes it) and "
-                   "HeadPoseRegressor verifies it; corrupted bytes inside the HDF5 data load silently today")
 def test_weights_with_corrupted_bytes_are_refused(good_weights, tmp_path):
     import hashlib
     import json

@@ -340,6 +340,6 @@ def test_apparent_pose_at_the_principal_point_is_the_camera_pose() -> None:
 def test_a_head_right_of_centre_facing_the_camera_has_positive_yaw() -> None:
     # It faces back toward the camera, i.e. toward the image's left: yaw > 0 by the dataset convention.
     pose = g.camera_pose_from_apparent(HeadPose(0.0, 0.0, 0.0), 570.0, 240.0,
-                                              CameraIntrinsics(500.0, 500.0, 320.0, 240.0))
+                                       CameraIntrinsics(500.0, 500.0, 320.0, 240.0))
     assert pose.yaw == pytest.approx(np.degrees(np.arctan(250.0 / 500.0)))
     assert pose.pitch == pytest.approx(0.0, abs=1e-9)

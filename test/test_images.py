@@ -168,6 +168,7 @@ def test_no_face_and_many_faces():
     assert estimator.process(np.zeros((100, 100, 3), np.uint8)).faces == []
 
     class GridDetector:
+
         def detect(self, image):
             from headpose_ros.estimator.types import FaceBox
 

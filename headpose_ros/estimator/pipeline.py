@@ -75,8 +75,8 @@ class HeadPoseEstimator:
 
         Poses are in the camera's optical frame: the regressor's pose relative to the line of sight is turned
         by the ray through the face (see :func:`geometry.camera_pose_from_apparent`), with ``intrinsics`` or,
-        without them, :meth:`CameraIntrinsics.guess`. With ``intrinsics`` (a calibrated camera) each face's ``position`` is metres in the optical frame;
-        without, it is the unit-depth ray under :meth:`CameraIntrinsics.guess`.
+        without them, :meth:`CameraIntrinsics.guess`. With ``intrinsics`` (a calibrated camera) each face's
+        ``position`` is metres in the optical frame; without, it is the unit-depth ray under the guess.
         """
         t0 = time.perf_counter()
         img = to_bgr8(image, channel_order)

@@ -34,7 +34,8 @@ class Registry:
         try:
             module = importlib.import_module(module_name, package=__package__)
         except ImportError as exc:
-            target = importlib.util.resolve_name(module_name, __package__) if module_name.startswith(".") else module_name
+            target = importlib.util.resolve_name(module_name, __package__) if module_name.startswith(".") \
+                else module_name
             if exc.name and exc.name.startswith("headpose_ros.") and exc.name != target:
                 raise  # another of our modules is broken: a bug, not a missing dependency
             raise BackendUnavailableError(
@@ -43,7 +44,8 @@ class Registry:
         try:
             return getattr(module, attr)
         except AttributeError:
-            raise ConfigError(f"{self.stage} backend {name!r} names {self._entries[name]}, which does not exist") from None
+            raise ConfigError(
+                f"{self.stage} backend {name!r} names {self._entries[name]}, which does not exist") from None
 
     def create(self, name: str, **options: Any) -> Any:
         """An instance of backend ``name`` built with ``options``; unknown options raise ConfigError."""

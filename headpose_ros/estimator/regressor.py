@@ -10,6 +10,7 @@ gradient. A model ships as ``NAME.weights.h5`` (Keras weights) with a ``NAME.jso
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -75,6 +76,25 @@ def card_path(weights: Path) -> Path:
     return weights.with_name(weights.name.replace(".weights.h5", "") + ".json")
 
 
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file (the model card records the weights file's)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _stored_weighted_layers(path: Path) -> int:
+    """How many layers with weights a Keras 3 ``.weights.h5`` file holds (Keras names them by class, not by the
+    model's layer names, and loads a file's matching layers while ignoring any extra ones)."""
+    import h5py
+
+    with h5py.File(path, "r") as fh:
+        layers = fh.get("layers")
+        return sum(1 for name in layers if len(layers[name].get("vars", {})) > 0) if layers is not None else 0
+
+
 def build_model(seed: Optional[int] = None):
     """The paper's CNN as an uncompiled Keras model (input (96, 96, 5) float32 in [0, 1])."""
     import keras
@@ -137,15 +157,26 @@ class HeadPoseRegressor:
             raise ModelFileError(
                 f"weights file {self.weights_path} is for architecture {self.card.architecture!r}, "
                 f"not {ARCHITECTURE!r}")
+        expected = self.card.extra.get("sha256")
+        if expected and file_sha256(self.weights_path) != expected:
+            raise ModelFileError(f"weights file {self.weights_path} does not match the sha256 in its card "
+                                 f"{card_path(self.weights_path).name} (corrupted or replaced)")
         self.device = select_device(device)
         with tf.device(self.device):
             self.model = build_model()
             try:
                 self.model.load_weights(str(self.weights_path))
+                stored = _stored_weighted_layers(self.weights_path)
             except Exception as exc:  # h5py and Keras raise many types for truncated or foreign files
                 raise ModelFileError(
                     f"weights file {self.weights_path} cannot be loaded into the {ARCHITECTURE} model "
                     f"(corrupt, truncated or from another model): {type(exc).__name__}: {exc}") from None
+        expected_layers = sum(1 for layer in self.model.layers if layer.weights)
+        if stored != expected_layers:
+            raise ModelFileError(f"weights file {self.weights_path} is from another model: it holds {stored} layers "
+                                 f"with weights, the {ARCHITECTURE} model has {expected_layers}")
+        if not all(np.all(np.isfinite(w)) for w in self.model.get_weights()):
+            raise ModelFileError(f"weights file {self.weights_path} holds NaN or infinite weights")
         self._fn = tf.function(
             lambda x: self.model(x, training=False),
             input_signature=[tf.TensorSpec([None, HEATMAP_SIZE, HEATMAP_SIZE, NUM_KEYPOINTS], tf.float32)],

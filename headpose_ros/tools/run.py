@@ -111,8 +111,10 @@ def _is_camera(source: str) -> bool:
     return source.isdigit()
 
 
-def iterate_frames(source: str, max_frames: Optional[int]) -> tuple[Iterator[tuple[int, Optional[str], np.ndarray]],
-                                                                     Optional[int], float]:
+Frames = Iterator[tuple[int, Optional[str], np.ndarray]]
+
+
+def iterate_frames(source: str, max_frames: Optional[int]) -> tuple[Frames, Optional[int], float]:
     """(frames as (index, image name or None, BGR image), frame count if known, frames per second)."""
     import cv2
 

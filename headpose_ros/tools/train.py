@@ -23,7 +23,7 @@ import numpy as np
 
 from ..estimator import geometry
 from ..estimator.regressor import (LABEL_SCALE_DEG, MODELS_DIR, ModelCard, build_model, card_path, encode_labels,
-                                   resolve_model_path)
+                                   file_sha256, resolve_model_path)
 from ..estimator.types import HEATMAP_SIZE, NUM_KEYPOINTS
 from .synth import PROFILES, SyntheticSet, generate
 
@@ -205,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
     model.save_weights(str(weights))
     ModelCard(
         name=args.name, heatmap_kind=kind, keypoint_source="openpose" if kind == "openpose" else args.keypoints,
-        extra={"training": {
+        extra={"sha256": file_sha256(weights), "training": {
             "data": sources, "validation": f"sequences {args.val_sequences}" if val_parts else "5% of training samples",
             "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
             "init": args.init, "threshold": args.threshold, "final_val_mae_deg": history[-1]["val_mae"],
