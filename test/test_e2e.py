@@ -15,7 +15,9 @@ from headpose_ros.estimator.types import LEFT_EAR, LEFT_EYE, NOSE, RIGHT_EAR, RI
 
 DEFAULT_WEIGHTS = resolve_model_path("default")
 
-pytestmark = pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="default model not trained yet")
+
+def test_default_model_ships_with_the_package() -> None:
+    assert DEFAULT_WEIGHTS.is_file() and DEFAULT_WEIGHTS.with_name("default.json").is_file()
 
 
 @pytest.fixture(scope="module")

@@ -73,10 +73,12 @@ class HeadPoseEstimator:
                 channel_order: str = "bgr") -> FrameResult:
         """Every face's pose in one image (any array :func:`to_bgr8` takes), largest face first.
 
-        Poses are in the camera's optical frame: the regressor's pose relative to the line of sight is turned
-        by the ray through the face (see :func:`geometry.camera_pose_from_apparent`), with ``intrinsics`` or,
-        without them, :meth:`CameraIntrinsics.guess`. With ``intrinsics`` (a calibrated camera) each face's
-        ``position`` is metres in the optical frame; without, it is the unit-depth ray under the guess.
+        With ``intrinsics`` (a calibrated camera) poses are in the camera's optical frame: the regressor's pose
+        relative to the line of sight is turned by the ray through the face (see
+        :func:`geometry.camera_pose_from_apparent`), and each face's ``position`` is metres in the optical frame.
+        Without them the pose is the one relative to the line of sight (exact for a face on the optical axis;
+        a guessed focal length, e.g. of a face crop, would turn it wrongly) and ``position`` is the unit-depth
+        ray under :meth:`CameraIntrinsics.guess`.
         """
         t0 = time.perf_counter()
         img = to_bgr8(image, channel_order)
@@ -90,11 +92,13 @@ class HeadPoseEstimator:
         if pairs:
             maps = np.stack([k.heatmaps for _, k in pairs]).astype(np.float32, copy=False)
             angles = self.regressor.predict(maps)
-            cam = intrinsics if intrinsics is not None and intrinsics.is_valid() else \
-                CameraIntrinsics.guess(width, height)
+            calibrated = intrinsics is not None and intrinsics.is_valid()
+            cam = intrinsics if calibrated else CameraIntrinsics.guess(width, height)
             for (box, kp), ypr in zip(pairs, angles):
                 anchor = self._anchor(kp.keypoints.xy, kp.keypoints.confidence)
-                pose = geometry.camera_pose_from_apparent(HeadPose(*(float(a) for a in ypr)), *anchor, cam)
+                pose = HeadPose(*(float(a) for a in ypr))
+                if calibrated:  # a guessed focal length (e.g. of a face crop) would turn the pose wrongly
+                    pose = geometry.camera_pose_from_apparent(pose, *anchor, cam)
                 position, is_ray = self._position(kp.keypoints.xy, kp.keypoints.confidence, pose, intrinsics, anchor,
                                                   cam)
                 faces.append(FaceResult(box, kp.keypoints, pose, position, is_ray, heatmaps=kp.heatmaps))

@@ -5,7 +5,10 @@ does between frames: the first pass on an upright crop around the detector's box
 re-centred and rotated by the first pass's landmarks, so that rolled faces and any detector's box habits are
 undone. The five points are mesh landmarks: the nose tip, each eye's centre (mean of its corners and lids)
 and, for each "ear", the face outline at the tragus level. The mesh places all five on every face,
-including an ear turned away (where it is extrapolated), so confidences are the model's face-presence score.
+including an ear turned away (where it is extrapolated). Its face-presence score says how face-like the crop
+looks and falls near 0 for many profile faces that the detector found and whose keypoints are still usable
+(10 % of the development faces beyond 45 deg yaw), so it does not reject faces unless ``min_presence`` is
+raised; the keypoints' confidence is ``0.7 + 0.3 * presence``, the range the default model was trained on.
 Heatmaps are rendered with :func:`headpose_ros.estimator.heatmaps.keypoints_to_heatmaps`.
 """
 
@@ -59,7 +62,7 @@ class FaceMeshKeypoints:
 
     heatmap_kind = "rendered"
 
-    def __init__(self, passes: int = 2, crop_scale: float = 1.5, min_presence: float = 0.5, threshold: float = 0.3,
+    def __init__(self, passes: int = 2, crop_scale: float = 1.5, min_presence: float = 0.0, threshold: float = 0.3,
                  model_path: Optional[str] = None, num_threads: int = 1):
         if passes not in (1, 2):
             raise ConfigError(f"face_mesh passes must be 1 or 2, not {passes!r}")
@@ -133,7 +136,7 @@ class FaceMeshKeypoints:
         if len(points) == 0:
             return []
         xy = np.stack([points[:, list(idx)].mean(axis=1) for idx in LANDMARKS], axis=1)  # (N, 5, 2)
-        conf = np.repeat(presence[:, None], NUM_KEYPOINTS, axis=1)
+        conf = np.repeat(0.7 + 0.3 * presence[:, None], NUM_KEYPOINTS, axis=1)
         maps, frames = keypoints_to_heatmaps(xy, conf, self.threshold)
         return [
             FaceKeypoints(Keypoints(xy[i], conf[i]), maps[i], frames[i]) if presence[i] >= self.min_presence else None
