@@ -54,6 +54,29 @@ def fit_model(xy: np.ndarray, ypr: np.ndarray, pitch_gain: float = 1.0, iteratio
     return model, residual
 
 
+def apparent_poses(xy: np.ndarray, model_mm: np.ndarray) -> np.ndarray:
+    """The pose (N, 3) degrees under which the rigid ``model_mm`` best explains each face's keypoints (weak
+    perspective, least squares from several starting yaws): what the keypoints "look like"."""
+    from scipy.optimize import least_squares
+    from scipy.spatial.transform import Rotation
+
+    out = np.empty((len(xy), 3))
+    for i, q in enumerate(xy):
+        best = None
+        for yaw0 in (-70.0, -30.0, 0.0, 30.0, 70.0):
+            def residual(p: np.ndarray) -> np.ndarray:
+                r = Rotation.from_rotvec(p[:3]).as_matrix()
+                return ((model_mm @ r.T)[:, :2] * p[3] + p[4:6] - q).ravel()
+
+            start = Rotation.from_matrix(geometry.rotation_from_ypr(yaw0, 0.0, 0.0)).as_rotvec()
+            scale = np.linalg.norm(q[LEFT_EYE] - q[RIGHT_EYE]) / IOD_MM + 1e-3
+            fit = least_squares(residual, np.r_[start, scale, q.mean(axis=0)])
+            if best is None or fit.cost < best.cost:
+                best = fit
+        out[i] = geometry.ypr_from_rotation(Rotation.from_rotvec(best.x[:3]).as_matrix()).as_array()
+    return out
+
+
 def collect(fmt: str, path: str, limit: Optional[int], sequences: Optional[list[str]],
             args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
     """Keypoints (N, 5, 2) and labels (N, 3) of the faces found in a labelled image dataset."""
@@ -107,13 +130,26 @@ def run(args: argparse.Namespace) -> int:
     for gain in (0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2):
         gains[gain] = float(np.median(fit_model(xy_all, ypr_all, gain)[1]))
     model, residual = fit_model(xy_all, ypr_all, 1.0)
+    apparent = apparent_poses(xy_all, model)
+    true_yaw, sign = np.abs(ypr_all[:, 0]), np.sign(ypr_all[:, 0])
+    yaw_bins = {}
+    for lo, hi in ((0, 15), (15, 30), (30, 45), (45, 55), (55, 65), (65, 75), (75, 99)):
+        k = (true_yaw >= lo) & (true_yaw < hi)
+        if k.any():
+            yaw_bins[f"{lo}-{hi}"] = {"n": int(k.sum()), "true": round(float(true_yaw[k].mean()), 1),
+                                      "apparent": round(float((apparent[k, 0] * sign[k]).mean()), 1)}
+    near = true_yaw < 45  # pitch gain: slope of apparent on true pitch where yaw does not saturate
+    slope = np.polyfit(ypr_all[near, 1], apparent[near, 1], 1)[0] if near.sum() > 2 else float("nan")
     out = {
         "faces": int(len(xy_all)),
         "model_mm": np.round(model, 1).tolist(),
         "median_residual_iod_per_keypoint": np.round(np.median(residual, axis=0), 4).tolist(),
-        "median_residual_iod_by_pitch_gain": gains,
+        "median_residual_iod_by_pitch_gain": {k: round(v, 4) for k, v in gains.items()},
+        "apparent_yaw_by_true_abs_yaw_deg": yaw_bins,
+        "pitch_gain_apparent_vs_true": round(float(slope), 3),
     }
-    print(json.dumps(out, indent=1))
+    for key, value in out.items():
+        print(f"{key}: {json.dumps(value)}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(out, fh, indent=1)
