@@ -70,9 +70,13 @@ def test_config_from_flags_and_yaml(tmp_path):
     section.write_text("estimator:\n  keypoints: mediapipe_pose\nother: 1\n")
     assert estimator_settings_from_yaml(section) == {"keypoints": "mediapipe_pose"}
     ros = tmp_path / "ros.yaml"
-    ros.write_text("headpose_node:\n  ros__parameters:\n    image_topic: /cam\n    device: cpu\n"
-                   "    estimator:\n      min_face_score: 0.7\n")
-    assert estimator_settings_from_yaml(ros) == {"device": "cpu", "min_face_score": 0.7}
+    ros.write_text("headpose_node:\n  ros__parameters:\n    device: cpu\n    min_face_score: 0.7\n"
+                   "    max_rate: 5.0\n    detector_options: '{models: full}'\n")
+    settings = estimator_settings_from_yaml(ros)  # read as the node reads its parameters file
+    assert settings["device"] == "cpu" and settings["min_face_score"] == 0.7
+    assert settings["detector_options"] == {"models": "full"} and "max_rate" not in settings
+    shipped = estimator_settings_from_yaml(Path(__file__).resolve().parents[1] / "config" / "headpose.yaml")
+    assert shipped["detector"] == "mediapipe" and isinstance(shipped["detector_options"], dict)
 
     unknown = tmp_path / "unknown.yaml"
     unknown.write_text("detectr: dlib_hog\n")

@@ -19,7 +19,6 @@ from ..estimator.types import CameraIntrinsics
 
 #: File name endings the ``image`` and ``video`` commands and the dataset loaders read as images.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-_FIELDS = set(EstimatorConfig.__dataclass_fields__)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, *, defaults_note: str = "") -> None:
@@ -60,8 +59,8 @@ def estimator_settings_from_yaml(path: "str | os.PathLike[str]") -> dict[str, An
 
     Accepted layouts: a plain mapping of :class:`EstimatorConfig` fields (unknown keys are an error); a
     mapping with an ``estimator:`` section (other top-level keys are ignored); or a ROS 2 parameter file
-    (``node: {ros__parameters: {...}}``), from which the EstimatorConfig fields, and those of an ``estimator``
-    sub-mapping, are taken and node-only parameters ignored.
+    (``node: {ros__parameters: {...}}``, e.g. ``config/headpose.yaml``), read as the node reads it, of which the
+    estimator's settings are taken and node-only parameters ignored.
     """
     import yaml
 
@@ -76,14 +75,10 @@ def estimator_settings_from_yaml(path: "str | os.PathLike[str]") -> dict[str, An
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {file} must hold a mapping, not {type(data).__name__}")
-    ros = [v["ros__parameters"] for v in data.values() if isinstance(v, dict) and isinstance(
-        v.get("ros__parameters"), dict)]
-    if ros:
-        params = dict(ros[0])
-        picked = {k: v for k, v in params.items() if k in _FIELDS}
-        if isinstance(params.get("estimator"), dict):
-            picked.update({k: v for k, v in params["estimator"].items() if k in _FIELDS})
-        return picked
+    if any(isinstance(v, dict) and "ros__parameters" in v for v in data.values()):
+        from ..ros import params  # the node's own reading of its parameters file (options are YAML strings there)
+
+        return params.estimator_config(params.load_params_file(file)).to_dict()
     if isinstance(data.get("estimator"), dict):
         return dict(data["estimator"])
     return dict(data)
