@@ -82,3 +82,26 @@ def test_geometry_head_model_is_symmetric_and_eyes_63mm_apart() -> None:
     m = geometry.HEAD_MODEL_MM
     assert np.linalg.norm(m[2] - m[1]) == pytest.approx(63.0)
     np.testing.assert_allclose(m[[2, 4], 0], -m[[1, 3], 0])
+
+
+def test_train_fine_tunes_on_labelled_images_through_the_pipeline(tmp_path: Path) -> None:
+    """``--data aflw2000:DIR --init default``: images go through the detector and keypoint source."""
+    import cv2
+    import scipy.io
+
+    data = pytest.importorskip("skimage.data", reason="the astronaut portrait ships with scikit-image")
+    folder = tmp_path / "aflw"
+    folder.mkdir()
+    image = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    for i, flip in enumerate((False, True, False)):
+        cv2.imwrite(str(folder / f"image{i:05d}.jpg"), image[:, ::-1] if flip else image)
+        roll = np.radians(-3.0 if flip else 3.0)  # Pose_Para: pitch, yaw, roll in radians
+        scipy.io.savemat(folder / f"image{i:05d}.mat", {"Pose_Para": np.array([[0.0, 0.0, roll, 0, 0, 0, 0]]),
+                                                         "pt3d_68": np.zeros((3, 68))})
+    out = tmp_path / "models"
+    assert cli.main(["train", "--name", "ft", "--out", str(out), "--synthetic", "0", "--data", f"aflw2000:{folder}",
+                     "--init", "default", "--epochs", "1", "--batch-size", "2"]) == 0
+    card = json.loads((out / "ft.json").read_text())
+    assert card["heatmap_kind"] == "rendered" and "aflw2000:" in card["training"]["data"][0]
+    assert "(3 samples)" in card["training"]["data"][0]  # all three faces were found and used
+    assert HeadPoseRegressor(str(out / "ft.weights.h5"), "cpu").predict(np.zeros((1, 96, 96, 5))).shape == (1, 3)
