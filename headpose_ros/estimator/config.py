@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import ConfigError
 
 DEVICES = ("auto", "cpu", "gpu")
+
+
+def read_yaml(path: "str | Path", what: str, error: type[ConfigError] = ConfigError) -> Any:
+    """The content of a YAML file; ``error`` naming ``what`` and the file when it is missing or unreadable."""
+    import yaml
+
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise error(f"{what} {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise error(f"{what} {path} cannot be read as YAML: {exc}") from None
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Optional
 
 import yaml
 
-from ..estimator.config import DEVICES, EstimatorConfig
+from ..estimator.config import DEVICES, EstimatorConfig, read_yaml
 from ..estimator.errors import ConfigError
 from . import frames
 
@@ -274,12 +274,7 @@ def parameters_from_yaml(data: Any, node_name: str = "headpose_node") -> dict[st
 def load_params_file(path: "str | Path", node_name: str = "headpose_node") -> dict[str, Any]:
     """A complete validated parameter set from a YAML file (ROS 2 parameters file or plain mapping)."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ParamError(f"parameters file {path} does not exist") from None
-    except (OSError, yaml.YAMLError) as exc:
-        raise ParamError(f"parameters file {path} cannot be read: {exc}") from None
+    data = read_yaml(path, "parameters file", ParamError)
     params = {k: v for k, v in parameters_from_yaml(data, node_name).items()
               if not (k.startswith(ROS_OWN) or k in ROS_OWN)}
     try:

@@ -13,7 +13,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..estimator.config import EstimatorConfig
+from ..estimator.config import EstimatorConfig, read_yaml
 from ..estimator.errors import ConfigError, ImageError
 from ..estimator.types import CameraIntrinsics
 
@@ -62,15 +62,8 @@ def estimator_settings_from_yaml(path: "str | os.PathLike[str]") -> dict[str, An
     (``node: {ros__parameters: {...}}``, e.g. ``config/headpose.yaml``), read as the node reads it, of which the
     estimator's settings are taken and node-only parameters ignored.
     """
-    import yaml
-
     file = Path(path).expanduser()
-    try:
-        data = yaml.safe_load(file.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file {file} does not exist") from None
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"config file {file} cannot be read as YAML: {exc}") from None
+    data = read_yaml(file, "config file")
     if data is None:
         return {}
     if not isinstance(data, dict):

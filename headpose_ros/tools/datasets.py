@@ -130,6 +130,13 @@ def spread_limit(n: int, limit: Optional[int]) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, limit).round().astype(int))
 
 
+def _file_problem(path: Path) -> Optional[str]:
+    """Why an image file cannot be used ("missing file", "empty file"), or None."""
+    if not path.is_file():
+        return "missing file"
+    return "empty file" if path.stat().st_size == 0 else None
+
+
 def _normalise_sequences(sequences: Optional[Sequence[str]]) -> Optional[set[str]]:
     """``["9", "10,11"]`` -> ``{"09", "10", "11"}`` (BIWI folder names are two digits)."""
     if not sequences:
@@ -242,11 +249,9 @@ def load_biwi_crops(path: "str | Path", limit: Optional[int] = None,
             skipped.append((name, "bad label"))
             continue
         file = crops / name
-        if not file.is_file():
-            skipped.append((name, "missing file"))
-            continue
-        if file.stat().st_size == 0:
-            skipped.append((name, "empty file"))
+        problem = _file_problem(file)
+        if problem:
+            skipped.append((name, problem))
             continue
         parts = Path(name).parts
         samples.append(Sample(name, ypr, image_path=file, sequence=parts[0] if len(parts) > 1 else None))
@@ -312,11 +317,9 @@ def load_biwi_frames(path: "str | Path", limit: Optional[int] = None,
         folder = pose_file.parent
         name = str(pose_file.relative_to(root)).replace("_pose.txt", "_rgb.png")
         image = pose_file.with_name(pose_file.name.replace("_pose.txt", "_rgb.png"))
-        if not image.is_file():
-            skipped.append((name, "missing file"))
-            continue
-        if image.stat().st_size == 0:
-            skipped.append((name, "empty file"))
+        problem = _file_problem(image)
+        if problem:
+            skipped.append((name, problem))
             continue
         try:
             rot, centre = read_biwi_pose(pose_file)
