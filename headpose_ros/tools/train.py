@@ -17,7 +17,7 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional, Union
 
 import numpy as np
 
@@ -45,17 +45,21 @@ class ArrayData:
         return maps.astype(np.float32) / 255.0 if maps.dtype == np.uint8 else maps.astype(np.float32)
 
 
-TrainingSet = "SyntheticSet | ArrayData"
+#: Either kind of training data: both give ``heatmaps(index, threshold)`` and ``ypr``.
+TrainingSet = Union[SyntheticSet, ArrayData]
 
 
-def _batches(data, index: np.ndarray, batch_size: int, threshold: float, rng: Optional[np.random.Generator]):
+def _batches(data: TrainingSet, index: np.ndarray, batch_size: int, threshold: float,
+             rng: Optional[np.random.Generator]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(heatmaps, encoded labels, indices) batches of ``data[index]``, shuffled by ``rng`` when given."""
     order = index if rng is None else rng.permutation(index)
     for start in range(0, len(order), batch_size):
         chunk = np.sort(order[start:start + batch_size])
         yield data.heatmaps(chunk, threshold), encode_labels(data.ypr[chunk]), chunk
 
 
-def evaluate_model(model, data, index: np.ndarray, threshold: float, batch_size: int = 256) -> dict[str, float]:
+def evaluate_model(model, data: TrainingSet, index: np.ndarray, threshold: float,
+                   batch_size: int = 256) -> dict[str, float]:
     """Mean absolute error (degrees) of yaw, pitch, roll and their mean on ``data[index]``."""
     preds, truth = [], []
     for x, _, chunk in _batches(data, index, batch_size, threshold, None):
@@ -67,8 +71,8 @@ def evaluate_model(model, data, index: np.ndarray, threshold: float, batch_size:
     return {"yaw": float(err[0]), "pitch": float(err[1]), "roll": float(err[2]), "mean": float(err.mean())}
 
 
-def fit(model, data, train_idx: np.ndarray, val_idx: np.ndarray, *, epochs: int, batch_size: int, lr: float,
-        seed: int, threshold: float) -> list[dict]:
+def fit(model, data: TrainingSet, train_idx: np.ndarray, val_idx: np.ndarray, *, epochs: int, batch_size: int,
+        lr: float, seed: int, threshold: float) -> list[dict]:
     """Adam with cosine-decayed learning rate on MSE of the encoded labels; returns per-epoch history."""
     import tensorflow as tf
     from tqdm import tqdm
@@ -182,10 +186,12 @@ def run(args: argparse.Namespace) -> int:
     if not parts:
         raise SystemExit("train: nothing to train on (give --synthetic N and/or --data FORMAT:PATH)")
     kind = "openpose" if any(s.startswith("openpose-npz:") for s in args.data) else "rendered"
-    data = ArrayData(
-        np.concatenate([p.heatmaps(np.arange(len(p)), args.threshold).astype(np.float16) for p in parts + val_parts]),
-        np.concatenate([p.ypr for p in parts + val_parts]),
-    ) if len(parts) + len(val_parts) > 1 or not isinstance(parts[0], SyntheticSet) else parts[0]
+    sets = parts + val_parts
+    if len(sets) == 1 and isinstance(sets[0], SyntheticSet):
+        data: TrainingSet = sets[0]  # rendered batch by batch
+    else:  # everything rendered once into one array (float16 to halve its memory)
+        data = ArrayData(np.concatenate([p.heatmaps(np.arange(len(p)), args.threshold).astype(np.float16)
+                                         for p in sets]), np.concatenate([p.ypr for p in sets]))
     n_train = sum(len(p) for p in parts)
     rng = np.random.default_rng(args.seed)
     if val_parts:
