@@ -96,8 +96,8 @@ def test_train_fine_tunes_on_labelled_images_through_the_pipeline(tmp_path: Path
     for i, flip in enumerate((False, True, False)):
         cv2.imwrite(str(folder / f"image{i:05d}.jpg"), image[:, ::-1] if flip else image)
         roll = np.radians(-3.0 if flip else 3.0)  # Pose_Para: pitch, yaw, roll in radians
-        scipy.io.savemat(folder / f"image{i:05d}.mat", {"Pose_Para": np.array([[0.0, 0.0, roll, 0, 0, 0, 0]]),
-                                                         "pt3d_68": np.zeros((3, 68))})
+        label = {"Pose_Para": np.array([[0.0, 0.0, roll, 0, 0, 0, 0]]), "pt3d_68": np.zeros((3, 68))}
+        scipy.io.savemat(folder / f"image{i:05d}.mat", label)
     out = tmp_path / "models"
     assert cli.main(["train", "--name", "ft", "--out", str(out), "--synthetic", "0", "--data", f"aflw2000:{folder}",
                      "--init", "default", "--epochs", "1", "--batch-size", "2"]) == 0

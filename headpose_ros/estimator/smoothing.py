@@ -51,9 +51,6 @@ class OneEuroVector:
         self._x: Optional[np.ndarray] = None
         self._dx: Optional[np.ndarray] = None
 
-    def reset(self) -> None:
-        self._t = self._x = self._dx = None
-
     def __call__(self, t: float, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
         if self._t is None or self._x is None or t <= self._t or self._x.shape != x.shape or not np.all(np.isfinite(x)):
@@ -76,9 +73,6 @@ class OneEuroRotation:
         self._t: Optional[float] = None
         self._q: Optional[np.ndarray] = None
         self._speed = 0.0
-
-    def reset(self) -> None:
-        self._t, self._q, self._speed = None, None, 0.0
 
     def __call__(self, t: float, q: np.ndarray) -> np.ndarray:
         q = np.asarray(q, dtype=np.float64)

@@ -38,7 +38,6 @@ class CoreResult:
     ages: list[int]
     primary: Optional[int]
     gone_ids: list[int] = field(default_factory=list)
-    forgotten_ids: list[int] = field(default_factory=list)
     intrinsics: Optional[CameraIntrinsics] = None
 
     @property
@@ -63,7 +62,7 @@ def select_primary(faces: list[FaceResult], ages: list[int], rule: str) -> Optio
 
 class HeadPoseCore:
     """Estimator + tracker + smoother with the node's parameters; ``process`` from one thread at a time,
-    ``apply`` from any thread."""
+    ``apply`` from any thread: it waits for the frame in progress, so a change never lands mid-frame."""
 
     def __init__(self, estimator: HeadPoseEstimator, values: Optional[Mapping[str, Any]] = None):
         self.estimator = estimator
@@ -99,6 +98,11 @@ class HeadPoseCore:
     def process(self, image_bgr: np.ndarray, header: HeaderData,
                 intrinsics: Optional[CameraIntrinsics] = None) -> CoreResult:
         """Estimate, track and smooth the heads of one 8-bit BGR frame stamped ``header``."""
+        with self._lock:
+            return self._process(image_bgr, header, intrinsics)
+
+    def _process(self, image_bgr: np.ndarray, header: HeaderData,
+                 intrinsics: Optional[CameraIntrinsics]) -> CoreResult:
         values = self.values
         if not values["use_camera_info"]:
             intrinsics = None
@@ -113,19 +117,12 @@ class HeadPoseCore:
         gone = sorted(set(self._previous_ids) - set(update.ids))
         self._previous_ids = list(update.ids)
         return CoreResult(header=header, image=image_bgr, frame=frame, faces=faces, ids=list(update.ids),
-                          ages=ages, primary=primary, gone_ids=gone, forgotten_ids=update.forgotten,
+                          ages=ages, primary=primary, gone_ids=gone,
                           intrinsics=intrinsics)
 
     def _smooth(self, track_id: int, t: float, face: FaceResult) -> FaceResult:
         pose, position = self.smoother.smooth(track_id, t, face.pose, face.position, face.position_is_ray)
         return dataclasses.replace(face, pose=pose, position=position)
-
-    def reset(self) -> list[int]:
-        """Forget all tracks (e.g. after a time jump); returns the ids that were shown."""
-        shown, self._previous_ids = self._previous_ids, []
-        self.tracker.reset()
-        self.smoother.clear()
-        return shown
 
     def close(self) -> None:
         self.estimator.close()

@@ -132,6 +132,7 @@ def process_bag(input_bag: "str | Path", output_bag: "str | Path", options: Opti
         reader.open()
     except (AnyReaderError, OSError, ValueError) as exc:
         raise BagError(f"cannot read {src}: {exc}") from None
+    owned = estimator is None
     try:
         image_topic = _pick_image_topic(reader.connections, opts.image_topic)
         if estimator is None:
@@ -146,6 +147,8 @@ def process_bag(input_bag: "str | Path", output_bag: "str | Path", options: Opti
             raise BagError(f"cannot write {dst}: {exc}") from None
     finally:
         reader.close()
+        if owned and estimator is not None:  # an estimator given by the caller stays the caller's
+            estimator.close()
 
 
 def _copy_connections(reader: Any, writer: Any, skip: set[str]) -> dict[int, Any]:
@@ -223,6 +226,11 @@ def _run(reader: Any, writer: Any, image_topic: str, opts: BagOptions, values: d
                     LOG.warning("camera_info at t=%d skipped: %s: %s", t, type(exc).__name__, exc)
                 continue
             intrinsics = cam if cam.is_valid() else None
+            if intrinsics is None:  # zero, negative or NaN K: positions fall back to the unit-depth ray
+                summary.bad_camera_info += 1
+                if summary.bad_camera_info <= 5:
+                    LOG.warning("camera_info at t=%d has no valid intrinsics (fx=%s, fy=%s); using unit-depth rays",
+                                t, cam.fx, cam.fy)
             continue
         if conn.topic != image_topic or conn.msgtype not in IMAGE_TYPES:
             continue

@@ -58,6 +58,15 @@ def astronaut_face() -> np.ndarray:
     return np.ascontiguousarray(data.astronaut()[FACE_CROP][:, :, ::-1])
 
 
+def background(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """A smooth gradient with sensor-like noise, (H, W, 3) uint8 BGR: the benchmarks' backdrop."""
+    width, height = size
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = 90 + 60 * (xx / width) + 30 * (yy / height)
+    return np.clip(np.stack([base, base * 0.95, base * 0.9], axis=2) + rng.normal(0, 4, (height, width, 3)),
+                   0, 255).astype(np.uint8)
+
+
 def make_frame(n_faces: int, rng: np.random.Generator, face: Optional[np.ndarray] = None,
                size: tuple[int, int] = FRAME_SIZE, jitter: bool = True) -> np.ndarray:
     """A (H, W, 3) uint8 BGR frame with ``n_faces`` resized copies of ``face`` on a square-ish grid."""
@@ -65,10 +74,7 @@ def make_frame(n_faces: int, rng: np.random.Generator, face: Optional[np.ndarray
 
     face = astronaut_face() if face is None else face
     width, height = size
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    base = 90 + 60 * (xx / width) + 30 * (yy / height)
-    frame = np.clip(np.stack([base, base * 0.95, base * 0.9], axis=2) + rng.normal(0, 4, (height, width, 3)),
-                    0, 255).astype(np.uint8)
+    frame = background(size, rng)
     cols = math.ceil(math.sqrt(n_faces))
     rows = math.ceil(n_faces / cols)
     cell_w, cell_h = width / cols, height / rows
@@ -160,7 +166,11 @@ def bench_config(name: str, config: EstimatorConfig, frames: dict[int, list[np.n
     t0 = time.perf_counter()
     estimator = HeadPoseEstimator(config)
     t1 = time.perf_counter()
-    estimator.process(frames[1][0])
+    try:
+        estimator.process(frames[1][0])
+    except BaseException:
+        estimator.close()
+        raise
     t2 = time.perf_counter()
     out["construct_ms"] = round((t1 - t0) * 1000.0, 1)
     out["first_frame_ms"] = round((t2 - t0) * 1000.0, 1)

@@ -19,6 +19,7 @@ crop is the face) the largest face.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import csv
 import logging
 import sys
@@ -156,14 +157,16 @@ def evaluate_images(dataset: Dataset, estimator, pad: float = 0.0) -> list[Predi
             LOG.warning("%s", exc)
             preds.append(Prediction(sample.name, sample.ypr, None, sample.sequence, 0, "unreadable image"))
             continue
-        face_xy = sample.face_xy
+        face_xy, intrinsics = sample.face_xy, sample.intrinsics
         if pad > 0:
             border = int(round(pad * max(image.shape[:2])))
             colour = [float(v) for v in image.reshape(-1, image.shape[2] if image.ndim == 3 else 1).mean(axis=0)]
             image = cv2.copyMakeBorder(image, border, border, border, border, cv2.BORDER_CONSTANT, value=colour)
             face_xy = None if face_xy is None else (face_xy[0] + border, face_xy[1] + border)
+            if intrinsics is not None:  # the principal point moves with the image
+                intrinsics = dataclasses.replace(intrinsics, cx=intrinsics.cx + border, cy=intrinsics.cy + border)
         try:
-            result = estimator.process(image, intrinsics=sample.intrinsics)
+            result = estimator.process(image, intrinsics=intrinsics)
         except HeadPoseError as exc:
             LOG.warning("%s: %s", sample.name, exc)
             preds.append(Prediction(sample.name, sample.ypr, None, sample.sequence, 0, f"error: {exc}"))

@@ -203,8 +203,8 @@ def run_video(args: argparse.Namespace) -> int:
     if args.max_frames is not None and args.max_frames < 0:
         raise ConfigError("--max-frames must be >= 0")
     intrinsics = parse_intrinsics(args.intrinsics)
+    estimator = build_estimator(args)  # before opening the source: a failed build must not hold a camera
     frames, total, fps = iterate_frames(args.source, args.max_frames)
-    estimator = build_estimator(args)
     args.keypoint_threshold_draw = estimator.config.keypoint_threshold
     output = _Output(args.out, args.fps or fps)
     stats = {"frames": 0, "frames_with_faces": 0, "faces": 0}

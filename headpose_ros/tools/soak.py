@@ -46,8 +46,6 @@ import argparse
 import dataclasses
 import logging
 import math
-import resource
-import sys
 import threading
 import time
 from typing import Any, Optional
@@ -55,6 +53,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..estimator.errors import ConfigError
+from .bench import background, peak_rss_mb
 from .common import add_config_arguments, config_from_args, progress, write_json
 
 LOG = logging.getLogger(__name__)
@@ -74,8 +73,7 @@ def rss_mb() -> float:
                     return int(line.split()[1]) / 1024.0
     except OSError:
         pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
+    return peak_rss_mb()
 
 
 def percentiles(values: "list[float] | np.ndarray", qs: tuple[int, ...] = (50, 95, 99)) -> dict[str, Optional[float]]:
@@ -120,15 +118,6 @@ def grid_for(n_faces: int, size: tuple[int, int], face_shape: tuple[int, int]) -
         if scale > best[2]:
             best = (cols, rows, scale)
     return best
-
-
-def background(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """A smooth gradient with sensor-like noise, (H, W, 3) uint8 BGR (bench's background)."""
-    width, height = size
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    base = 90 + 60 * (xx / width) + 30 * (yy / height)
-    return np.clip(np.stack([base, base * 0.95, base * 0.9], axis=2) + rng.normal(0, 4, (height, width, 3)),
-                   0, 255).astype(np.uint8)
 
 
 def make_soak_frame(n_faces: int, rng: np.random.Generator, face: np.ndarray,
@@ -622,7 +611,7 @@ def run(args: argparse.Namespace) -> int:
             report["checks"].update(sweep_checks(report["sweep"], args.linear_tolerance))
     finally:
         estimator.close()
-    report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
+    report["peak_rss_mb"] = peak_rss_mb()
     print(format_report(report))
     if args.json:
         write_json(args.json, report)
