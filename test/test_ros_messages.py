@@ -186,3 +186,26 @@ def test_header_data_conversions():
     h = HeaderData.from_ns(1_700_000_000_123_456_789, "cam")
     assert (h.sec, h.nanosec, h.ns) == (1_700_000_000, 123_456_789, 1_700_000_000_123_456_789)
     assert h.seconds == pytest.approx(1_700_000_000.123456789)
+
+
+def test_frame_outputs_yields_what_the_node_publishes(types) -> None:
+    from types import SimpleNamespace
+
+    header = HeaderData(5, 6, "cam_optical")
+    face = sample_face(yaw=20.0)
+    seen = SimpleNamespace(header=header, faces=[face], ids=[3], gone_ids=[], primary_id=3, primary_face=face)
+    out = messages.frame_outputs(types, seen, publish_tf=True, markers=True, prefix="")
+    assert list(out) == ["head_pose", "head_poses", "transforms", "markers"]
+    assert [tf.child_frame_id for tf in out["transforms"]] == ["face_3", "gaze_3"]
+    for key in ("head_pose", "head_poses"):
+        assert roundtrip(types, out[key]).header.stamp.sec == 5
+    assert all(m.header.stamp.sec == 5 for m in roundtrip(types, out["markers"]).markers)
+    tf = roundtrip(types, messages.tf_message(types, out["transforms"]))
+    assert tf.transforms[0].header.frame_id == "cam_optical"
+    # no face now, one gone: poses (empty) and the DELETE markers; no head_pose, no transforms
+    empty = SimpleNamespace(header=header, faces=[], ids=[], gone_ids=[3], primary_id=None, primary_face=None)
+    out = messages.frame_outputs(types, empty, publish_tf=True, markers=True)
+    assert list(out) == ["head_poses", "markers"] and len(out["head_poses"].poses) == 0
+    assert {m.action for m in out["markers"].markers} == {2}  # visualization_msgs/Marker DELETE
+    # nothing to show, TF and markers off
+    assert list(messages.frame_outputs(types, seen, publish_tf=False, markers=False)) == ["head_pose", "head_poses"]

@@ -246,6 +246,25 @@ def marker_array(types: MessageTypes, header: HeaderData, faces: Sequence[FaceRe
     return types.make("visualization_msgs/msg/MarkerArray", markers=markers)
 
 
+def frame_outputs(types: MessageTypes, result: Any, publish_tf: bool, markers: bool,
+                  prefix: str = "") -> dict[str, Any]:
+    """What one processed frame (a :class:`~headpose_ros.ros.core.CoreResult`) yields, as the node publishes
+    it, the debug image aside: ``head_pose`` (only with a primary face), ``head_poses`` (always),
+    ``transforms`` (a list of TransformStamped, with ``publish_tf`` and faces) and ``markers`` (with ``markers``
+    and heads present or gone)."""
+    header = result.header
+    out: dict[str, Any] = {}
+    if result.primary_face is not None:
+        out["head_pose"] = pose_stamped(types, header, result.primary_face)
+    out["head_poses"] = pose_array(types, header, result.faces)
+    if publish_tf and result.faces:
+        out["transforms"] = head_transforms(types, header, result.faces, result.ids, prefix)
+    if markers and (result.faces or result.gone_ids):
+        out["markers"] = marker_array(types, header, result.faces, result.ids, result.gone_ids, result.primary_id,
+                                      prefix)
+    return out
+
+
 def delete_all_markers(types: MessageTypes, header: HeaderData) -> Any:
     """A MarkerArray clearing every marker of this node (published at shutdown)."""
     return types.make("visualization_msgs/msg/MarkerArray",

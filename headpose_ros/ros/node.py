@@ -210,14 +210,14 @@ class HeadPoseNode(Node):  # type: ignore[misc,valid-type]
 
     def _publish(self, item: Any, result: CoreResult) -> None:
         t, v, h = self.types, self.values, result.header
-        if result.primary_face is not None:
-            self.pub_pose.publish(messages.pose_stamped(t, h, result.primary_face))
-        self.pub_poses.publish(messages.pose_array(t, h, result.faces))
-        if v["publish_tf"] and result.faces:
-            self.tf_broadcaster.sendTransform(messages.head_transforms(t, h, result.faces, result.ids, v["tf_prefix"]))
-        if v["markers"] and (result.faces or result.gone_ids):
-            self.pub_markers.publish(messages.marker_array(t, h, result.faces, result.ids, result.gone_ids,
-                                                           result.primary_id, v["tf_prefix"]))
+        out = messages.frame_outputs(t, result, v["publish_tf"], v["markers"], v["tf_prefix"])
+        if "head_pose" in out:
+            self.pub_pose.publish(out["head_pose"])
+        self.pub_poses.publish(out["head_poses"])
+        if "transforms" in out:
+            self.tf_broadcaster.sendTransform(out["transforms"])
+        if "markers" in out:
+            self.pub_markers.publish(out["markers"])
         if v["debug_image"] and self.pub_debug.get_subscription_count() > 0:
             from .draw import draw_debug
 

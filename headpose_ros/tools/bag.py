@@ -254,15 +254,12 @@ def _run(reader: Any, writer: Any, image_topic: str, opts: BagOptions, values: d
         summary.faces += len(result.faces)
         summary.frames_with_faces += bool(result.faces)
         h, prefix = result.header, values["tf_prefix"]
-        if result.primary_face is not None:
-            write("/head_pose", t, messages.pose_stamped(types, h, result.primary_face))
-        write("/head_poses", t, messages.pose_array(types, h, result.faces))
-        if values["publish_tf"] and result.faces:
-            transforms = messages.head_transforms(types, h, result.faces, result.ids, prefix)
-            write("/tf", t, messages.tf_message(types, transforms))
-        if values["markers"] and (result.faces or result.gone_ids):
-            write(markers_topic, t, messages.marker_array(types, h, result.faces, result.ids, result.gone_ids,
-                                                          result.primary_id, prefix))
+        out = messages.frame_outputs(types, result, values["publish_tf"], values["markers"], prefix)
+        if "transforms" in out:
+            out["transforms"] = messages.tf_message(types, out["transforms"])
+        topics = {"head_pose": "/head_pose", "head_poses": "/head_poses", "transforms": "/tf", "markers": markers_topic}
+        for key, msg in out.items():
+            write(topics[key], t, msg)
         if opts.debug_image:
             drawn = draw_debug(result.image, result.faces, result.ids, result.primary_id, result.intrinsics,
                                values["keypoint_threshold"], prefix)

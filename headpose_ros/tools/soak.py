@@ -176,16 +176,10 @@ def build_messages(types: Any, values: dict[str, Any], result: Any) -> list[Any]
     it makes only while someone subscribes): /head_pose, /head_poses, /tf and ~/markers."""
     from ..ros import messages
 
-    h, prefix, out = result.header, values["tf_prefix"], []
-    if result.primary_face is not None:
-        out.append(messages.pose_stamped(types, h, result.primary_face))
-    out.append(messages.pose_array(types, h, result.faces))
-    if values["publish_tf"] and result.faces:
-        out.append(messages.tf_message(types, messages.head_transforms(types, h, result.faces, result.ids, prefix)))
-    if values["markers"] and (result.faces or result.gone_ids):
-        out.append(messages.marker_array(types, h, result.faces, result.ids, result.gone_ids, result.primary_id,
-                                         prefix))
-    return out
+    out = messages.frame_outputs(types, result, values["publish_tf"], values["markers"], values["tf_prefix"])
+    if "transforms" in out:
+        out["transforms"] = messages.tf_message(types, out["transforms"])
+    return list(out.values())
 
 
 # --- one soak phase ------------------------------------------------------------------------------------------
