@@ -49,19 +49,21 @@ class RclpyTypes:
     :mod:`headpose_ros.ros.messages`. ``make`` drops fields a distribution's class lacks."""
 
     def __init__(self) -> None:
-        self._cache: dict[str, type] = {}
+        self._cache: dict[str, tuple[type, frozenset[str]]] = {}  # class and its field names, per type
 
-    def get(self, typename: str) -> type:
-        cls = self._cache.get(typename)
-        if cls is None:
+    def _entry(self, typename: str) -> tuple[type, frozenset[str]]:
+        entry = self._cache.get(typename)
+        if entry is None:
             package, kind, name = typename.split("/")
             cls = getattr(importlib.import_module(f"{package}.{kind}"), name)
-            self._cache[typename] = cls
-        return cls
+            entry = self._cache[typename] = (cls, frozenset(cls.get_fields_and_field_types()))
+        return entry
+
+    def get(self, typename: str) -> type:
+        return self._entry(typename)[0]
 
     def make(self, typename: str, **fields: Any) -> Any:
-        cls = self.get(typename)
-        known = cls.get_fields_and_field_types()
+        cls, known = self._entry(typename)
         return cls(**{k: v for k, v in fields.items() if k in known})
 
     def uint8_array(self, data: bytes) -> Any:
