@@ -101,7 +101,8 @@ class HeadPoseEstimator:
                     pose = geometry.camera_pose_from_apparent(pose, *anchor, cam)
                 position, is_ray = self._position(kp.keypoints.xy, kp.keypoints.confidence, pose, intrinsics, anchor,
                                                   cam)
-                faces.append(FaceResult(box, kp.keypoints, pose, position, is_ray, heatmaps=kp.heatmaps))
+                faces.append(FaceResult(box, kp.keypoints, pose, position, is_ray, heatmaps=kp.heatmaps,
+                                        landmarks=kp.landmarks))
         t3 = time.perf_counter()
         ms = lambda a, b: round((b - a) * 1000.0, 3)  # noqa: E731
         stages = {"detect": ms(t0, t1), "keypoints": ms(t1, t2), "regress": ms(t2, t3), "total": ms(t0, t3)}

@@ -97,6 +97,9 @@ class FaceKeypoints:
     keypoints: Keypoints
     heatmaps: np.ndarray
     to_heatmap: np.ndarray
+    #: The source's dense landmarks, (M, 2) image pixels, when it has them (the face mesh: its 468 points in
+    #: MediaPipe's order); None for sources that give only the five keypoints.
+    landmarks: Optional[np.ndarray] = None
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,8 @@ class FaceResult:
     position: np.ndarray
     position_is_ray: bool
     heatmaps: Optional[np.ndarray] = field(default=None, repr=False)
+    #: Dense landmarks (M, 2) image pixels from the keypoint source, or None (see :class:`FaceKeypoints`).
+    landmarks: Optional[np.ndarray] = field(default=None, repr=False)
 
     @property
     def score(self) -> float:

@@ -139,6 +139,7 @@ class FaceMeshKeypoints:
         conf = np.repeat(0.7 + 0.3 * presence[:, None], NUM_KEYPOINTS, axis=1)
         maps, frames = keypoints_to_heatmaps(xy, conf, self.threshold)
         return [
-            FaceKeypoints(Keypoints(xy[i], conf[i]), maps[i], frames[i]) if presence[i] >= self.min_presence else None
+            FaceKeypoints(Keypoints(xy[i], conf[i]), maps[i], frames[i], landmarks=points[i])
+            if presence[i] >= self.min_presence else None
             for i in range(len(points))
         ]
