@@ -124,3 +124,36 @@ def test_label_text_present():
     with_label = draw_result(image, frame(make_face()), axes=None)
     without = draw_result(image, frame(make_face()), axes=None, label=False)
     assert np.any(with_label[150:190] != without[150:190])  # the label sits above the box
+
+
+def test_uncalibrated_pose_is_drawn_as_seen_along_its_ray():
+    """Without intrinsics the pose is relative to the line of sight: a frontal face looks into the camera wherever
+    it is in the image; a calibrated (camera-frame) frontal pose off-centre is drawn looking along the optical
+    axis, which from there is seen turned away."""
+    corner = geometry.unit_depth_ray(80.0, 60.0, CAM)
+    face = FaceResult(FaceBox(30, 10, 130, 110, 0.9), Keypoints(np.full((5, 2), 80.0), np.ones(5)),
+                      HeadPose(0.0, 0.0, 0.0), corner, True)
+    o, x, y, z = axis_endpoints(face, CAM, "face")
+    assert np.linalg.norm(x - o) < 1e-6  # x out of the face points back along the ray: at the viewer
+    assert y[0] > o[0] + 10 and z[1] < o[1] - 10  # subject's left to the right, top of the head up
+    o_cam, x_cam, _, _ = axis_endpoints(face, CAM, "face", line_of_sight=False)
+    np.testing.assert_allclose(o_cam, o, atol=1e-6)
+    assert np.linalg.norm(x_cam - o_cam) > 5  # the same angles read as camera-frame angles: turned away
+    from headpose_ros.estimator.draw import FACE_WIDTH_M
+
+    same_depth = corner * CAM.fx * FACE_WIDTH_M / face.box.width  # where the drawing places the uncalibrated face
+    metric = FaceResult(face.box, face.keypoints, face.pose, same_depth, False)
+    np.testing.assert_allclose(axis_endpoints(metric, CAM, "face")[1], x_cam, atol=1e-6)  # default: the flag
+
+
+def test_legend_says_what_the_angles_mean():
+    from headpose_ros.estimator.draw import LEGEND_CAMERA_FRAME, LEGEND_LINE_OF_SIGHT
+
+    image = np.zeros((H, W, 3), np.uint8)
+    uncalibrated = draw_result(image, frame(make_face()))
+    calibrated = draw_result(image, frame(make_face(metric=True)), intrinsics=CAM)
+    no_legend = draw_result(image, frame(make_face()), legend=False)
+    assert uncalibrated[:20, :300].any() and not no_legend[:20, :300].any()
+    assert np.any(uncalibrated[:20, :300] != calibrated[:20, :300])  # two different texts
+    assert "line of sight" in LEGEND_LINE_OF_SIGHT and "camera" in LEGEND_CAMERA_FRAME
+    assert not draw_result(image, frame()).any()  # no face, no legend

@@ -1,10 +1,16 @@
-"""Drawing a :class:`FrameResult` on an 8-bit BGR image: box, five keypoints, 3D head axes and an angle label.
+"""Drawing a :class:`FrameResult` on an 8-bit BGR image: box, five keypoints, 3D head axes, an angle label and a
+one-line legend saying what the angles mean.
 
 Used by the command line (``headpose-ros image`` / ``video``) and by the ROS node's debug image. The axes
 are the REP-155 face frame (``axes="face"``: x out of the face in red, y to the subject's left in green, z to
 the top of the head in blue) or the head frame (``axes="head"``: x subject's left, y chin, z back of head),
-rotated by :func:`geometry.rotation_from_ypr` and projected with :func:`geometry.project_points`; no angle is
-converted here.
+rotated by :func:`geometry.rotation_from_ypr` and projected with :func:`geometry.project_points`.
+
+What the pose means (see :meth:`HeadPoseEstimator.process`): with calibrated intrinsics it is in the camera's
+optical frame and is drawn as it is. Without them it is the pose relative to the line of sight (what the face
+crop shows); for the drawing only, it is turned by the ray through the face under the guessed camera, so that
+a face that looks into the camera is drawn looking into the camera wherever it is in the image. The label's
+angles are always the reported ones, never the drawing's.
 """
 
 from __future__ import annotations
@@ -36,6 +42,9 @@ FADE = 0.6
 #: Length of each drawn axis, metres; a face is about FACE_WIDTH_M wide (sets the depth of an uncalibrated face).
 AXIS_LENGTH_M = 0.10
 FACE_WIDTH_M = 0.16
+#: The legend drawn at the top left of a frame with faces: what the label's angles mean.
+LEGEND_CAMERA_FRAME = "angles: camera optical frame (camera intrinsics given)"
+LEGEND_LINE_OF_SIGHT = "angles: relative to each face's line of sight (no camera intrinsics)"
 
 
 def faded(color: tuple[int, int, int], amount: float = FADE) -> tuple[int, int, int]:
@@ -45,12 +54,14 @@ def faded(color: tuple[int, int, int], amount: float = FADE) -> tuple[int, int, 
 
 
 def axis_endpoints(face: FaceResult, intrinsics: CameraIntrinsics, axes: str = "face",
-                   length_m: float = AXIS_LENGTH_M) -> Optional[np.ndarray]:
+                   length_m: float = AXIS_LENGTH_M, line_of_sight: Optional[bool] = None) -> Optional[np.ndarray]:
     """Pixels (4, 2) of the axes' origin and x, y, z tips for ``face``, or None when they cannot be drawn.
 
     A metric ``position`` is used as is; a unit-depth ray (uncalibrated camera) is placed at the depth at which
     a FACE_WIDTH_M wide face spans the detector's box. ``intrinsics`` must be those the estimator used (the
-    given ones, or :meth:`CameraIntrinsics.guess` when none were given).
+    given ones, or :meth:`CameraIntrinsics.guess` when none were given). ``line_of_sight``: the pose is the one
+    relative to the line of sight (the estimator had no calibrated intrinsics), so it is turned by the ray
+    through ``position`` before drawing; None takes ``face.position_is_ray``.
     """
     if axes not in ("face", "head"):
         raise ValueError(f"axes must be 'face' or 'head', not {axes!r}")
@@ -67,6 +78,8 @@ def axis_endpoints(face: FaceResult, intrinsics: CameraIntrinsics, axes: str = "
         depth = intrinsics.fx * FACE_WIDTH_M / face.box.width
         position = position / position[2] * depth
     rotation = geometry.rotation_from_ypr(pose.yaw, pose.pitch, pose.roll)
+    if face.position_is_ray if line_of_sight is None else line_of_sight:
+        rotation = geometry.rotations_onto(position)[0] @ rotation  # as the crop shows it, seen along its ray
     if axes == "face":
         rotation = rotation @ geometry.R_HEAD_FACE
     points = np.vstack([position, position + length_m * rotation.T])  # rows: origin, x tip, y tip, z tip
@@ -81,8 +94,8 @@ def _int_point(p: np.ndarray) -> tuple[int, int]:
 
 
 def draw_face(image: np.ndarray, face: FaceResult, intrinsics: CameraIntrinsics, *, keypoint_threshold: float = 0.3,
-              axes: Optional[str] = "face", label: bool = True) -> None:
-    """Draw one face on ``image`` (8-bit BGR, modified in place)."""
+              axes: Optional[str] = "face", label: bool = True, line_of_sight: Optional[bool] = None) -> None:
+    """Draw one face on ``image`` (8-bit BGR, modified in place); ``line_of_sight`` as in :func:`axis_endpoints`."""
     import cv2
 
     height, width = image.shape[:2]
@@ -104,7 +117,7 @@ def draw_face(image: np.ndarray, face: FaceResult, intrinsics: CameraIntrinsics,
         else:
             cv2.circle(image, _int_point(xy), radius, faded(KEYPOINT_COLORS[i]), max(1, thick // 2), cv2.LINE_8)
     if axes:
-        tips = axis_endpoints(face, intrinsics, axes)
+        tips = axis_endpoints(face, intrinsics, axes, line_of_sight=line_of_sight)
         if tips is not None:
             origin = _int_point(tips[0])
             for tip, color in zip(tips[1:], AXIS_COLORS):
@@ -121,15 +134,29 @@ def draw_face(image: np.ndarray, face: FaceResult, intrinsics: CameraIntrinsics,
         cv2.putText(image, text, (x + 1, y), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), 1, cv2.LINE_AA)
 
 
+def draw_legend(image: np.ndarray, calibrated: bool) -> None:
+    """Write at the top left of ``image`` (8-bit BGR, in place) what the angles mean: camera optical frame when
+    ``calibrated`` (the estimator had camera intrinsics), else relative to each face's line of sight."""
+    import cv2
+
+    height, width = image.shape[:2]
+    text = LEGEND_CAMERA_FRAME if calibrated else LEGEND_LINE_OF_SIGHT
+    font_scale = 0.4 * max(1.0, max(height, width) / 640.0)
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
+    cv2.rectangle(image, (0, 0), (tw + 6, th + base + 6), (0, 0, 0), -1)
+    cv2.putText(image, text, (3, th + 3), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), 1, cv2.LINE_AA)
+
+
 def draw_result(image: np.ndarray, result: FrameResult, *, intrinsics: Optional[CameraIntrinsics] = None,
                 keypoint_threshold: float = 0.3, axes: Optional[str] = "face", label: bool = True,
-                copy: bool = True) -> np.ndarray:
+                copy: bool = True, legend: bool = True) -> np.ndarray:
     """``image`` annotated with every face of ``result``; returns the annotated 8-bit BGR image.
 
     With ``copy=True`` (default) any image :func:`to_bgr8` accepts is converted and drawn on a copy; with
     ``copy=False`` ``image`` must already be a C-contiguous (H, W, 3) uint8 array and is drawn on in place.
     ``intrinsics`` must be those given to :meth:`HeadPoseEstimator.process` (None: the estimator's guess).
-    ``axes`` is ``"face"`` (REP-155), ``"head"`` or None (no axes).
+    ``axes`` is ``"face"`` (REP-155), ``"head"`` or None (no axes). ``legend``: when the frame has faces, say at
+    its top left what the angles mean (:func:`draw_legend`).
     """
     if copy:
         canvas = to_bgr8(image).copy()
@@ -139,10 +166,15 @@ def draw_result(image: np.ndarray, result: FrameResult, *, intrinsics: Optional[
             raise ImageError("drawing in place needs a writeable C-contiguous (H, W, 3) uint8 BGR image")
         canvas = image
     height, width = canvas.shape[:2]
-    cam = intrinsics if intrinsics is not None and intrinsics.is_valid() else CameraIntrinsics.guess(width, height)
+    calibrated = intrinsics is not None and intrinsics.is_valid()
+    cam = intrinsics if calibrated else CameraIntrinsics.guess(width, height)
     for face in result.faces:
-        draw_face(canvas, face, cam, keypoint_threshold=keypoint_threshold, axes=axes, label=label)
+        draw_face(canvas, face, cam, keypoint_threshold=keypoint_threshold, axes=axes, label=label,
+                  line_of_sight=not calibrated)
+    if legend and result.faces:
+        draw_legend(canvas, calibrated)
     return canvas
 
 
-__all__ = ["draw_result", "draw_face", "axis_endpoints", "KEYPOINT_COLORS", "AXIS_COLORS", "faded"]
+__all__ = ["draw_result", "draw_face", "draw_legend", "axis_endpoints", "KEYPOINT_COLORS", "AXIS_COLORS", "faded",
+           "LEGEND_CAMERA_FRAME", "LEGEND_LINE_OF_SIGHT"]
