@@ -29,7 +29,9 @@ from typing import Optional
 
 #: Regular expressions of native log lines dropped in quiet mode: absl-format INFO/WARNING lines
 #: ("I0000 00:00:... file.cc:12] ..."), the errors TensorFlow prints about CUDA when no GPU is present or
-#: its plugins register twice, absl's note about logging before InitializeLog, and TFLite's XNNPACK info line.
+#: its plugins register twice, absl's note about logging before InitializeLog, TFLite's XNNPACK info line and
+#: FFmpeg's messages through OpenCV ("[mov,mp4,... @ 0x...] moov atom not found": the command says it in its
+#: own words).
 NOISE: tuple[str, ...] = (
     r"^[IW]\d{4} [\d:.]+\s+\d+ \S+:\d+\] ",
     r"^E\d{4} [\d:.]+\s+\d+ \S+:\d+\] Unable to register cu(FFT|DNN|BLAS) factory",
@@ -39,6 +41,7 @@ NOISE: tuple[str, ...] = (
     r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR",
     r"^INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.",
     r"^To enable the following instructions: .* in other operations, rebuild TensorFlow",
+    r"^\[[\w,]+ @ 0x[0-9a-f]+\] ",
 )
 
 #: Third-party Python loggers set to ERROR in quiet mode.

@@ -1,5 +1,5 @@
-"""Helpers shared by the ``image``, ``video``, ``eval`` and ``bench`` commands: estimator configuration from
-command-line flags and YAML, image reading, intrinsics parsing and JSON output.
+"""Helpers shared by the image, video, eval and bench commands: estimator configuration from command-line flags
+and YAML, image reading, intrinsics parsing, output checks and JSON output.
 """
 
 from __future__ import annotations
@@ -14,8 +14,42 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from ..estimator.config import EstimatorConfig, read_yaml
-from ..estimator.errors import ConfigError, ImageError
+from ..estimator.errors import ConfigError, HeadPoseError, ImageError
 from ..estimator.types import CameraIntrinsics
+
+
+class OutputError(HeadPoseError):
+    """An output file or folder cannot be created or written."""
+
+
+#: What the pose means, for --help texts: the same statement as the README and HeadPoseEstimator.process.
+POSE_MEANING = (
+    "What the pose means. With camera intrinsics (--intrinsics FX,FY,CX,CY here; camera_info in ROS) the pose is "
+    "in the camera's optical frame: the CNN's pose relative to the line of sight, turned by the ray through the "
+    "face; the position is in metres. Without them the pose is the one relative to the line of sight (what the "
+    "face crop shows; exact for a face on the optical axis; no guessed focal length is used to turn it), and the "
+    "position is the unit-depth ray (z = 1) through the point between the eyes under a guessed focal length "
+    'equal to the image width ("position_is_ray": true).')
+
+#: The angle conventions, for --help texts.
+ANGLES = ("Angles in degrees: yaw > 0 the face turns to the image's left, pitch > 0 it looks up, roll > 0 it "
+          "tilts clockwise on screen.")
+
+
+class ParagraphHelpFormatter(argparse.HelpFormatter):
+    """Wraps a description paragraph by paragraph (blank lines between them) to the terminal's width."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        import textwrap
+
+        return "\n\n".join(textwrap.fill(" ".join(part.split()), width, initial_indent=indent, subsequent_indent=indent)
+                           for part in text.split("\n\n"))
+
+
+def paragraphs(*texts: str) -> str:
+    """Paragraphs separated by blank lines, for a parser with ParagraphHelpFormatter."""
+    return "\n\n".join(texts)
+
 
 #: File name endings the ``image`` and ``video`` commands and the dataset loaders read as images.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -24,15 +58,22 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".p
 def add_config_arguments(parser: argparse.ArgumentParser, *, defaults_note: str = "") -> None:
     """Add the estimator flags (--config, --detector, --keypoints, --model, --device, thresholds, options)."""
     group = parser.add_argument_group("estimator configuration" + (f" ({defaults_note})" if defaults_note else ""))
-    group.add_argument("--config", metavar="YAML", help="estimator settings from a YAML file: a mapping of "
-                       "EstimatorConfig fields, an 'estimator:' section, or a ROS 2 parameter file; flags override it")
-    group.add_argument("--detector", help="face detector backend (mediapipe, dlib_cnn, dlib_hog)")
-    group.add_argument("--keypoints", help="keypoint source backend (face_mesh, mediapipe_pose, openpose)")
-    group.add_argument("--model", help="shipped model name (default, openpose) or path to a .weights.h5 file")
-    group.add_argument("--device", choices=("auto", "cpu", "gpu"), help="where the regressor runs")
-    group.add_argument("--min-face-score", type=float, help="drop faces whose detector score is below this, [0, 1]")
-    group.add_argument("--keypoint-threshold", type=float, help="keypoint confidence below which it is missing")
-    group.add_argument("--max-faces", type=int, help="process at most this many (largest) faces per frame")
+    group.add_argument("--config", metavar="YAML", help="estimator settings from a YAML file: a mapping of the "
+                       "estimator's settings, a file with an 'estimator:' section, or the node's ROS 2 parameters "
+                       "file (config/headpose.yaml); the flags below override it")
+    group.add_argument("--detector", metavar="NAME", help="face detector: mediapipe (default), dlib_cnn, dlib_hog")
+    group.add_argument("--keypoints", metavar="NAME",
+                       help="keypoint source: face_mesh (default), mediapipe_pose, openpose")
+    group.add_argument("--model", metavar="NAME_OR_PATH",
+                       help="regressor model: default, openpose, or a .weights.h5 file with its .json card beside it")
+    group.add_argument("--device", choices=("auto", "cpu", "gpu"),
+                       help="where the regressor runs: auto (GPU when TensorFlow sees one), cpu, or gpu")
+    group.add_argument("--min-face-score", type=float, metavar="S",
+                       help="drop faces whose detector score is below S, 0 to 1 (default 0.5)")
+    group.add_argument("--keypoint-threshold", type=float, metavar="C",
+                       help="a keypoint whose confidence is below C counts as missing (default 0.3)")
+    group.add_argument("--max-faces", type=int, metavar="N",
+                       help="process at most the N largest faces of each frame (default 16)")
     group.add_argument("--detector-option", action="append", default=[], metavar="KEY=VALUE",
                        help="a detector backend option (value parsed as YAML), repeatable, e.g. models=full")
     group.add_argument("--keypoint-option", action="append", default=[], metavar="KEY=VALUE",
@@ -57,7 +98,7 @@ def _parse_options(items: Sequence[str], flag: str) -> dict[str, Any]:
 def estimator_settings_from_yaml(path: "str | os.PathLike[str]") -> dict[str, Any]:
     """The estimator settings in a YAML file.
 
-    Accepted layouts: a plain mapping of :class:`EstimatorConfig` fields (unknown keys are an error); a
+    Accepted layouts: a plain mapping of EstimatorConfig fields (unknown keys are an error); a
     mapping with an ``estimator:`` section (other top-level keys are ignored); or a ROS 2 parameter file
     (``node: {ros__parameters: {...}}``, e.g. ``config/headpose.yaml``), read as the node reads it, of which the
     estimator's settings are taken and node-only parameters ignored.
@@ -135,8 +176,32 @@ def parse_intrinsics(text: Optional[str]) -> Optional[CameraIntrinsics]:
     return cam
 
 
+def check_output_dir(path: "str | os.PathLike[str]", flag: str) -> None:
+    """Raise OutputError when ``path`` cannot be an output folder (a file is there, or it cannot be created)."""
+    _check_creatable(Path(path).expanduser(), flag, folder=True)
+
+
+def check_output_file(path: "str | os.PathLike[str]", flag: str) -> None:
+    """Raise OutputError when ``path`` cannot be an output file (a folder is there, or its folder cannot be made)."""
+    _check_creatable(Path(path).expanduser(), flag, folder=False)
+
+
+def _check_creatable(path: Path, flag: str, folder: bool) -> None:
+    if folder and path.exists() and not path.is_dir():
+        raise OutputError(f"{flag} {path}: a file is in the way of this output folder")
+    if not folder and path.is_dir():
+        raise OutputError(f"{flag} {path} is a folder, not a file")
+    existing = path if folder else path.parent
+    while not existing.exists():  # the nearest existing folder must be a writable folder
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"{flag} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"{flag} {path}: cannot write in {existing} (permission denied)")
+
+
 def read_image(path: "str | os.PathLike[str]") -> np.ndarray:
-    """An image file as an array for :meth:`HeadPoseEstimator.process` (BGR; 16-bit kept; EXIF rotation applied).
+    """An image file as an array for HeadPoseEstimator.process (BGR; 16-bit kept; EXIF rotation applied).
 
     Raises ImageError when the file is missing, empty or not an image OpenCV can decode.
     """
@@ -155,15 +220,18 @@ def read_image(path: "str | os.PathLike[str]") -> np.ndarray:
 
 
 def write_image(path: "str | os.PathLike[str]", image: np.ndarray) -> None:
-    """Write an 8-bit BGR image; the format follows the suffix. Raises ImageError when it cannot."""
+    """Write an 8-bit BGR image; the format follows the suffix. Raises OutputError when it cannot."""
     import cv2
 
     file = Path(path)
-    file.parent.mkdir(parents=True, exist_ok=True)
     ok, buf = cv2.imencode(file.suffix or ".png", image)
     if not ok:
-        raise ImageError(f"cannot encode an image as {file.suffix!r} for {file}")
-    buf.tofile(str(file))
+        raise OutputError(f"cannot encode an image as {file.suffix!r} for {file}")
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        buf.tofile(str(file))
+    except OSError as exc:
+        raise OutputError(f"cannot write {file}: {exc.strerror or exc}") from None
 
 
 def json_default(obj: Any) -> Any:
@@ -180,8 +248,12 @@ def json_default(obj: Any) -> Any:
 def write_json(path: "str | os.PathLike[str]", data: Any) -> None:
     """Write ``data`` as indented JSON (numpy values converted), creating the folder."""
     file = Path(path).expanduser()
-    file.parent.mkdir(parents=True, exist_ok=True)
-    file.write_text(json.dumps(data, indent=2, default=json_default) + "\n")
+    text = json.dumps(data, indent=2, default=json_default) + "\n"
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text(text)
+    except OSError as exc:
+        raise OutputError(f"cannot write {file}: {exc.strerror or exc}") from None
 
 
 def progress(iterable=None, **kwargs):
