@@ -3,7 +3,8 @@
 Each sample is a head (the package's mean keypoint model, scaled and perturbed per person), a pose drawn
 uniformly over yaw +-90, pitch +-60, roll +-45 degrees, and a pinhole camera at 0.4-3 m that sees the head
 up to 25 degrees off its axis. The label is the pose relative to the line of sight (what a crop of the face
-shows; the pipeline turns it into the camera frame with :func:`geometry.camera_pose_from_apparent`). The
+shows; with calibrated intrinsics the pipeline turns it into the camera frame with
+:func:`geometry.camera_pose_from_apparent`, without them it reports it as it is). The
 projected keypoints get the pose distortions, noise, confidence and self-occlusion of a keypoint source (a
 :class:`SourceProfile`), and the same renderer as inference turns them into heatmaps.
 """
