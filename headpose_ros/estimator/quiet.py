@@ -13,13 +13,13 @@ What it does, in quiet mode:
 - routes the process's native standard error (file descriptor 2, where C++ libraries write) through a tiny
   filter process that drops the lines in :data:`NOISE` and passes everything else through unchanged, so a real
   error or a crash message from native code is still seen (the filter drains the pipe even when this process
-  aborts). Python's own ``sys.stderr`` (logging, progress bars, tracebacks) keeps writing to the terminal
+  aborts, and stays until this process has exited, so what native code prints while Python shuts down is
+  filtered too). Python's own ``sys.stderr`` (logging, progress bars, tracebacks) keeps writing to the terminal
   directly. Skipped when ``sys.stderr`` is not the process's standard error (e.g. captured by pytest).
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import subprocess
@@ -104,13 +104,17 @@ def _filter_native_stderr() -> None:
     global _filter_process
     if _filter_process is not None or sys.stderr is None or sys.stderr is not sys.__stderr__:
         return
+    fds: list[int] = []
     try:
         sys.stderr.flush()
-        original = os.dup(2)
-        read_end, write_end = os.pipe()
+        fds.append(os.dup(2))
+        fds.extend(os.pipe())
+        original, read_end, write_end = fds
         process = subprocess.Popen([sys.executable, "-S", "-c", _FILTER, *NOISE], stdin=read_end, stdout=original,
                                    stderr=subprocess.DEVNULL, close_fds=True)
     except (OSError, ValueError, subprocess.SubprocessError):
+        for fd in fds:
+            os.close(fd)
         return  # no filter: the logs stay as they are
     os.close(read_end)
     os.dup2(write_end, 2)
@@ -118,19 +122,8 @@ def _filter_native_stderr() -> None:
     stream = os.fdopen(original, "w", buffering=1, encoding=sys.stderr.encoding, errors=sys.stderr.errors)
     sys.stderr = stream
     _filter_process = process
-    atexit.register(_stop_filter, original)
-
-
-def _stop_filter(original: int) -> None:
-    """At exit: put the original stream back on fd 2 (the pipe closes) and let the filter write what it holds."""
-    process = _filter_process
-    if process is None:
-        return
-    try:
-        os.dup2(original, 2)
-        process.wait(timeout=2.0)
-    except (OSError, subprocess.TimeoutExpired):
-        pass
+    # Not undone at exit: native libraries also log while the interpreter shuts down (e.g. MediaPipe's graphs
+    # when they are collected). The filter ends by itself when the last holder of the pipe has exited.
 
 
 __all__ = ["quiet_logs", "verbose_from_environment", "NOISE"]
