@@ -37,7 +37,14 @@ ANGLES = ("Angles in degrees: yaw > 0 the face turns to the image's left, pitch 
 
 
 class ParagraphHelpFormatter(argparse.HelpFormatter):
-    """Wraps a description paragraph by paragraph (blank lines between them) to the terminal's width."""
+    """Wraps a description paragraph by paragraph (blank lines between them) to the terminal's width, at most 100."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: Optional[int] = None):
+        import shutil
+
+        width = min(width or shutil.get_terminal_size().columns - 2, 100)
+        super().__init__(prog, indent_increment, max_help_position, width)
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
         import textwrap
