@@ -1,8 +1,8 @@
 """Test-session set-up, before any test module imports rclpy.
 
-- ROS 2 discovery never leaves this machine: ``ROS_AUTOMATIC_DISCOVERY_RANGE`` is OFF or LOCALHOST (anything
-  else, the SUBNET default included, becomes LOCALHOST), static peers and discovery servers are cleared, the
-  domain id is random unless set, and ROS logs go to a temporary folder unless ``ROS_LOG_DIR`` is set.
+- ROS 2 discovery never leaves this machine (:func:`headpose_ros.ros.environment.restrict_discovery`: range OFF or
+  LOCALHOST, ``ROS_LOCALHOST_ONLY=1`` on Humble, no static peers), in a random domain unless one is set, with ROS
+  logs in a temporary folder unless ``ROS_LOG_DIR`` is set; every process the tests start inherits it.
 - ROS tests are the files named ``*_ros.py``. Outside CI they skip where ROS 2 is missing, with the reason; when
   ``HEADPOSE_REQUIRE_ROS=1`` (``.ci/run`` sets it) a skipped ROS test or module is a failure.
 """
@@ -10,17 +10,12 @@
 from __future__ import annotations
 
 import os
-import random
-import tempfile
 
 import pytest
 
-if os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") not in ("OFF", "LOCALHOST"):
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-for _name in ("ROS_STATIC_PEERS", "ROS_DISCOVERY_SERVER", "ROS_LOCALHOST_ONLY"):
-    os.environ.pop(_name, None)
-os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(10, 99)))
-os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="headpose_ros_log_"))
+from headpose_ros.ros.environment import restrict_discovery
+
+restrict_discovery(os.environ)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REQUIRE_ROS = os.environ.get("HEADPOSE_REQUIRE_ROS") == "1"

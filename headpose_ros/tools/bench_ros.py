@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -32,23 +31,11 @@ import numpy as np
 
 from ..estimator.config import EstimatorConfig
 from ..estimator.errors import HeadPoseError
+from ..ros.environment import subprocess_environment
 from .bench import FRAME_SIZE, machine_info, make_frames
 from .common import write_json
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def ros_environment(base: Optional[dict[str, str]] = None) -> dict[str, str]:
-    """``base`` (default: this process's environment) with ROS 2 discovery kept on this machine."""
-    env = dict(os.environ if base is None else base)
-    if env.get("ROS_AUTOMATIC_DISCOVERY_RANGE") not in ("OFF", "LOCALHOST"):
-        env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    for name in ("ROS_STATIC_PEERS", "ROS_DISCOVERY_SERVER", "ROS_LOCALHOST_ONLY"):
-        env.pop(name, None)
-    env.setdefault("ROS_DOMAIN_ID", str(random.randint(10, 99)))
-    env.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="headpose_bench_ros_log_"))
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 def cpu_seconds(pid: int) -> float:
@@ -111,7 +98,7 @@ class _Lines:
 
 def node_under_load(frames: list[np.ndarray], args: argparse.Namespace) -> dict[str, Any]:
     """Start the node, measure it idle, then under the peer's frames; its figures."""
-    env = ros_environment()
+    env = subprocess_environment(PYTHONUNBUFFERED="1")
     with tempfile.TemporaryDirectory(prefix="headpose_bench_ros_") as tmp:
         frames_file, out_file = Path(tmp) / "frames.npy", Path(tmp) / "peer.json"
         np.save(frames_file, np.stack(frames))
