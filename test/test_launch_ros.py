@@ -144,10 +144,11 @@ class TestNodeThroughTheMiddleware(unittest.TestCase):
     def test_4_camera_info_gives_metric_positions(self):
         p = probe()
         p["info"].publish(camera_info_message(FRAME))
-        msg = image_message(self.frame, "bgr8", FRAME, 120)
+        attempts = iter(range(1, 1000))
 
-        def metric():
+        def metric():  # a new stamp each attempt: poses of frames sent before the camera_info are rays
             p["info"].publish(camera_info_message(FRAME))
+            msg = image_message(self.frame, "bgr8", FRAME, 120, next(attempts))
             pose = send_until_posed(p["reliable"], msg, 5.0)
             return pose if pose is not None and abs(pose.pose.position.z - 1.0) > 1e-6 else None
 

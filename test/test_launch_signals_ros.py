@@ -60,15 +60,19 @@ def test_ros2_launch_compressed_sim_time_and_clean_stop(how):
         images = probe.publisher(CompressedImage, IMAGE + "/compressed", qos_profile_sensor_data)
         clock = probe.publisher(Clock, "/clock", 10)
         frame = jpeg_message(scene_bgr(), FRAME, 77, 5)
+        corrupt = jpeg_message(scene_bgr(), FRAME, 66, 0)
+        corrupt.data = bytes(corrupt.data[:200]) + bytes(300)  # a JPEG header, then zeros
 
         def tick():
             msg = Clock()
             msg.clock.sec = SIM_SEC
             clock.publish(msg)
+            images.publish(corrupt)  # each good frame follows a corrupt one
             images.publish(frame)
 
         assert Probe.wait_for(lambda: poses, TIMEOUT, every=tick, period=0.2), "no /head_pose for JPEG frames"
         assert (poses[0].header.stamp.sec, poses[0].header.stamp.nanosec, poses[0].header.frame_id) == (77, 5, FRAME)
+        assert all(p.header.stamp.sec == 77 for p in poses)  # the corrupt frames were never posed
         # use_sim_time: the diagnostics are stamped with the simulated clock, not the wall clock
         stamped = Probe.wait_for(lambda: [a for a in diagnostics if a.header.stamp.sec > 0], 15.0, every=tick)
         assert stamped and abs(stamped[-1].header.stamp.sec - SIM_SEC) <= 1, [a.header.stamp for a in diagnostics]
