@@ -336,6 +336,36 @@ class PublisherBackend(Protocol):
         ...
 
 
+class NodePublishers:
+    """The :class:`PublisherBackend` of an rclpy node (duck-typed, so this module imports no ROS): publishers
+    with a history of ``depth`` (reliable, volatile: rclpy's default for an integer QoS), message classes from
+    ``types`` (the node's provider); ``subscribed`` asks DDS whether anyone listens. ``publisher_kwargs`` go to
+    ``create_publisher``.
+
+    When publishers are created and destroyed outside the executor's thread (the node's worker), pass
+    ``event_callbacks=PublisherEventCallbacks(use_default_callbacks=False)``: rclpy's default QoS-event
+    handlers are waitables of the node, and rclpy (Jazzy 7.1) adds a waitable destroyed while the executor
+    builds its wait set anyway, which raises InvalidHandle in the executor and ends its spin (seen in
+    test_hri_ros.py's churn test). Without event handlers a publisher never enters a wait set.
+    """
+
+    def __init__(self, node: Any, types: MessageTypes, depth: int = 1, **publisher_kwargs: Any):
+        self.node, self.types, self.depth = node, types, int(depth)
+        self.publisher_kwargs = publisher_kwargs
+
+    def create(self, msg_type: str, topic: str) -> Any:
+        return self.node.create_publisher(self.types.get(msg_type), topic, self.depth, **self.publisher_kwargs)
+
+    def destroy(self, handle: Any) -> None:
+        self.node.destroy_publisher(handle)
+
+    def publish(self, handle: Any, msg: Any) -> None:
+        handle.publish(msg)
+
+    def subscribed(self, handle: Any) -> bool:
+        return handle.get_subscription_count() > 0
+
+
 @dataclass
 class HriStep:
     """What one :meth:`FaceTopics.update` did: ``tracked`` the ids published on /humans/faces/tracked,
