@@ -117,7 +117,7 @@ def test_bag_round_trip_adds_every_output_with_the_input_stamps(tmp_path, estima
     assert abs(np.linalg.norm([q.x, q.y, q.z, q.w]) - 1) < 1e-9
     face_tf = next(tf for tf in tfs if tf.child_frame_id == f"face_{face_id}").transform.rotation
     assert abs((Rotation.from_quat([q.x, q.y, q.z, q.w]).inv() * Rotation.from_quat(
-        [face_tf.x, face_tf.y, face_tf.z, face_tf.w])).magnitude()) < 1e-9  # /head_pose and face_1 agree
+        [face_tf.x, face_tf.y, face_tf.z, face_tf.w])).magnitude()) < 1e-9  # /head_pose and face_<id> agree
     debug = topics["/headpose_node/debug_image"][0][1]
     assert (debug.height, debug.width, debug.encoding) == (512, 512, "bgr8")
     assert not np.array_equal(np.asarray(debug.data).reshape(512, 512, 3), astronaut_bgr())  # something drawn

@@ -250,6 +250,9 @@ def test_face_messages_are_bgr8_images_with_the_image_header(types):
         m = msgs[key]
         assert (m.width, m.height, m.encoding, m.step) == (128, 128, "bgr8", 384)
         assert m.header.frame_id == HEADER.frame_id and m.header.stamp.nanosec == HEADER.nanosec
+    bad = face_at(FaceBox(float("nan"), 10.0, 50.0, 60.0))
+    assert list(hri.face_messages(types, HEADER, img, bad)) == ["roi", "landmarks"]  # no image of a broken box
+    assert list(hri.face_messages(types, HEADER, img, face_at(FaceBox(10, 10, 10.5, 60)))) == ["roi", "landmarks"]
     only = hri.face_messages(types, HEADER, img, face, size=(96, 64), wanted=("cropped",))
     assert list(only) == ["cropped"] and (only["cropped"].width, only["cropped"].height) == (96, 64)
 
@@ -358,3 +361,16 @@ def test_cost_function_reports_each_message_kind():
     cost = hri.time_face_messages(RosbagsTypes(), result)
     assert cost["faces"] == 2 and set(cost) == {"roi", "landmarks", "cropped", "aligned", "faces"}
     assert all(cost[k] > 0 for k in hri.FACE_TOPICS)
+
+
+def test_shipped_hri_msgs_definitions_match_the_installed_package():
+    """The .msg texts shipped for rosbags give the fields and constants of the hri_msgs package's own classes."""
+    msgs = pytest.importorskip("hri_msgs.msg", reason="needs the hri_msgs package")
+    store = RosbagsTypes().typestore
+    for name in ("IdsList", "NormalizedRegionOfInterest2D", "NormalizedPointOfInterest2D", "FacialLandmarks"):
+        cls = getattr(msgs, name)
+        consts, fields = store.fielddefs[f"hri_msgs/msg/{name}"]
+        assert [f for f, _ in fields] == list(cls.get_fields_and_field_types()), name
+        assert {c: v for c, _, v in consts} == {c: getattr(cls, c) for c, _, _ in consts}, name
+    landmarks = store.fielddefs["hri_msgs/msg/FacialLandmarks"][0]
+    assert len(landmarks) == 70 and all(hasattr(msgs.FacialLandmarks, c) for c, _, _ in landmarks)

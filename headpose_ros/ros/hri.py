@@ -297,8 +297,11 @@ def face_messages(types: MessageTypes, header: HeaderData, image_bgr: np.ndarray
                   size: tuple[int, int] = DEFAULT_FACE_SIZE, threshold: float = 0.3,
                   wanted: Iterable[str] = tuple(FACE_TOPICS)) -> dict[str, Any]:
     """The per-face messages (subtopic -> message) among ``wanted``; ``aligned`` is left out when the eyes
-    are not known (below ``threshold``)."""
+    are not known (below ``threshold``), both images when the box is not finite or empty."""
     wanted = set(wanted)
+    box = face.box
+    if not (np.all(np.isfinite([box.x0, box.y0, box.x1, box.y1])) and box.width >= 1 and box.height >= 1):
+        wanted -= set(IMAGE_TOPICS)
     image_size = (int(image_bgr.shape[1]), int(image_bgr.shape[0]))
     out: dict[str, Any] = {}
     if "roi" in wanted:
