@@ -25,13 +25,14 @@ publishers stays bounded however many people come and go. Image cropping here is
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import string
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Optional, Protocol, Sequence
+from typing import Any, Iterable, Optional, Protocol, Sequence
 
 import numpy as np
 
@@ -254,27 +255,45 @@ def roi_msg(types: MessageTypes, header: HeaderData, face: FaceResult, image_siz
                       xmax=_unit(box.x1 / width), ymax=_unit(box.y1 / height), c=_unit(float(box.score)))
 
 
-def landmark_points(face: FaceResult, code_of: Callable[[str], int],
+def facial_landmark_codes(cls: Any) -> dict[str, int]:
+    """Code name -> index in ``FacialLandmarks.landmarks``, read from the message class's constants."""
+    return {name: int(getattr(cls, name)) for name in MESH_LANDMARKS}
+
+
+@functools.lru_cache(maxsize=8)
+def _mesh_table(codes: tuple[tuple[str, int], ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per code: the mesh points averaged (padded), their weights and the confidence factor."""
+    width = max(len(points) for points in MESH_LANDMARKS.values())
+    index = np.zeros((NUM_FACIAL_LANDMARKS, width), dtype=np.intp)
+    weight = np.zeros((NUM_FACIAL_LANDMARKS, width))
+    factor = np.zeros(NUM_FACIAL_LANDMARKS)
+    for name, code in codes:
+        points = MESH_LANDMARKS[name]
+        index[code, :] = points[0]
+        index[code, :len(points)] = points
+        weight[code, :len(points)] = 1.0 / len(points)
+        factor[code] = PUPIL_CONFIDENCE if name.endswith("_PUPIL") else 1.0
+    return index, weight, factor
+
+
+def landmark_points(face: FaceResult, codes: dict[str, int],
                     image_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """(70, 2) normalised points and (70,) confidences per FacialLandmarks code (``code_of(name)`` gives a
-    code's index). From the mesh when the face has one, else the few codes the five keypoints give; a
-    point not found or outside the image is (0, 0) with confidence 0."""
+    """(70, 2) normalised points and (70,) confidences per FacialLandmarks code (``codes``: name -> index,
+    :func:`facial_landmark_codes`). From the mesh when the face has one, else the few codes the five
+    keypoints give; a point not found or outside the image is (0, 0) with confidence 0."""
     width, height = image_size
-    xy = np.zeros((NUM_FACIAL_LANDMARKS, 2))
-    conf = np.zeros(NUM_FACIAL_LANDMARKS)
     kp = face.keypoints
     mesh = face.landmarks
     if mesh is not None and len(mesh) >= MESH_POINTS:
-        base = float(np.mean(kp.confidence))
-        for name, idx in MESH_LANDMARKS.items():
-            code = code_of(name)
-            xy[code] = np.asarray(mesh, dtype=np.float64)[list(idx)].mean(axis=0)
-            conf[code] = base * (PUPIL_CONFIDENCE if name.endswith("_PUPIL") else 1.0)
+        index, weight, factor = _mesh_table(tuple(codes.items()))
+        xy = (np.asarray(mesh, dtype=np.float64)[index] * weight[:, :, None]).sum(axis=1)
+        conf = factor * float(np.mean(kp.confidence))
     else:
+        xy = np.zeros((NUM_FACIAL_LANDMARKS, 2))
+        conf = np.zeros(NUM_FACIAL_LANDMARKS)
         for name, rows in KEYPOINT_LANDMARKS.items():
-            code = code_of(name)
-            xy[code] = kp.xy[list(rows)].mean(axis=0)
-            conf[code] = float(np.min(kp.confidence[list(rows)]))
+            xy[codes[name]] = kp.xy[list(rows)].mean(axis=0)
+            conf[codes[name]] = float(np.min(kp.confidence[list(rows)]))
     with np.errstate(invalid="ignore"):
         xy = xy / np.array([width, height], dtype=np.float64)
         inside = np.all(np.isfinite(xy) & (xy >= 0.0) & (xy <= 1.0), axis=1)
@@ -285,9 +304,8 @@ def landmark_points(face: FaceResult, code_of: Callable[[str], int],
 
 def landmarks_msg(types: MessageTypes, header: HeaderData, face: FaceResult, image_size: tuple[int, int]) -> Any:
     """``landmarks``: ``hri_msgs/FacialLandmarks`` in normalised image coordinates (see :data:`MESH_LANDMARKS`)."""
-    cls = types.get(FACIAL_LANDMARKS)
-    xy, conf = landmark_points(face, lambda name: int(getattr(cls, name)), image_size)
-    points = [types.make(POINT, x=float(x), y=float(y), c=float(c)) for (x, y), c in zip(xy.tolist(), conf.tolist())]
+    xy, conf = landmark_points(face, facial_landmark_codes(types.get(FACIAL_LANDMARKS)), image_size)
+    points = [types.make(POINT, x=x, y=y, c=c) for (x, y), c in zip(xy.tolist(), conf.tolist())]
     width, height = image_size
     return types.make(FACIAL_LANDMARKS, header=header_msg(types, header), landmarks=points, height=int(height),
                       width=int(width))
