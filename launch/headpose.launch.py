@@ -3,8 +3,8 @@
     ros2 launch headpose_ros headpose.launch.py image:=/camera/image_raw camera_info:=/camera/camera_info rviz:=true
 
 Arguments: image, camera_info (topics to remap the node's ``image`` and ``camera_info`` to; with
-``image_transport: compressed`` in the parameters the node reads ``<image>/compressed``), params_file (default:
-the package's config/headpose.yaml), namespace, use_sim_time, rviz, device (overrides the file's ``device``
+``image_transport:=compressed`` the node reads ``<image>/compressed``), params_file (default: the package's
+config/headpose.yaml), namespace, use_sim_time, rviz, image_transport and device (each overrides the file's value
 when not empty) and fixed_frame (RViz's fixed frame: the camera's optical frame).
 """
 
@@ -23,10 +23,13 @@ def _node(context, *args, **kwargs):
     image = LaunchConfiguration("image").perform(context)
     camera_info = LaunchConfiguration("camera_info").perform(context)
     device = LaunchConfiguration("device").perform(context).strip()
+    transport = LaunchConfiguration("image_transport").perform(context).strip()
     use_sim_time = LaunchConfiguration("use_sim_time").perform(context).lower() in ("true", "1", "yes")
     overrides = {"use_sim_time": use_sim_time}
     if device:
         overrides["device"] = device
+    if transport:
+        overrides["image_transport"] = transport
     return [Node(
         package=PACKAGE,
         executable="headpose_node",
@@ -37,6 +40,9 @@ def _node(context, *args, **kwargs):
                     ("camera_info", camera_info)],
         output="screen",
         emulate_tty=True,
+        # ros2 launch exits on SIGTERM without stopping its processes: the node then gets SIGTERM from the kernel
+        # (prctl PR_SET_PDEATHSIG, see headpose_ros.ros.node.stop_with_parent) and stops cleanly.
+        additional_env={"HEADPOSE_STOP_WITH_PARENT": "1"},
     )]
 
 
@@ -52,6 +58,9 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node and its topics"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag playback)"),
         DeclareLaunchArgument("rviz", default_value="false", description="also start RViz with the package's view"),
+        DeclareLaunchArgument("image_transport", default_value="",
+                              description="raw or compressed (reads <image>/compressed); empty keeps the parameters "
+                                          "file's image_transport"),
         DeclareLaunchArgument("device", default_value="",
                               description="auto, cpu or gpu; empty keeps the parameters file's device"),
         DeclareLaunchArgument("fixed_frame", default_value="camera_color_optical_frame",

@@ -101,20 +101,23 @@ def test_bag_round_trip_adds_every_output_with_the_input_stamps(tmp_path, estima
     assert {"/camera/image_raw", "/camera/camera_info", "/chatter", "/head_pose", "/head_poses", "/tf",
             "/headpose_node/markers", "/headpose_node/debug_image"} <= set(topics)
     image_times = [t for t, _ in topics["/camera/image_raw"]]
-    for topic in ("/head_pose", "/head_poses", "/headpose_node/markers", "/headpose_node/debug_image"):
+    for topic in ("/head_pose", "/head_poses", "/headpose_node/markers", "/headpose_node/debug_image",
+                  "/humans/faces/tracked"):
         assert [t for t, _ in topics[topic]] == image_times, topic  # logged at the image's bag time
         assert [stamp(m) for _, m in topics[topic]] == STAMPS, topic
         assert set().union(*(frame_ids(m) for _, m in topics[topic])) == {FRAME}, topic
+    (face_id,) = {i for _, m in topics["/humans/faces/tracked"] for i in m.ids}  # one face, one REP-155 id
     tfs = [tf for _, m in topics["/tf"] for tf in m.transforms]
-    assert {(tf.header.frame_id, tf.child_frame_id) for tf in tfs} == {(FRAME, "face_1"), ("face_1", "gaze_1")}
+    assert {(tf.header.frame_id, tf.child_frame_id) for tf in tfs} == {(FRAME, f"face_{face_id}"),
+                                                                       (f"face_{face_id}", f"gaze_{face_id}")}
     assert sorted({(tf.header.stamp.sec, tf.header.stamp.nanosec) for tf in tfs}) == STAMPS
     pose = topics["/head_pose"][0][1].pose
     assert 0.3 < pose.position.z < 5.0  # metric (camera_info was in the bag), not the unit-depth ray
     q = pose.orientation
     assert abs(np.linalg.norm([q.x, q.y, q.z, q.w]) - 1) < 1e-9
-    face_tf = next(tf for tf in tfs if tf.child_frame_id == "face_1").transform.rotation
+    face_tf = next(tf for tf in tfs if tf.child_frame_id == f"face_{face_id}").transform.rotation
     assert abs((Rotation.from_quat([q.x, q.y, q.z, q.w]).inv() * Rotation.from_quat(
-        [face_tf.x, face_tf.y, face_tf.z, face_tf.w])).magnitude()) < 1e-9  # /head_pose and face_1 agree
+        [face_tf.x, face_tf.y, face_tf.z, face_tf.w])).magnitude()) < 1e-9  # /head_pose and face_<id> agree
     debug = topics["/headpose_node/debug_image"][0][1]
     assert (debug.height, debug.width, debug.encoding) == (512, 512, "bgr8")
     assert not np.array_equal(np.asarray(debug.data).reshape(512, 512, 3), astronaut_bgr())  # something drawn
@@ -178,4 +181,67 @@ def test_default_backends_find_the_astronaut_in_a_bag(tmp_path):
     topics = read_bag(dst)
     assert [stamp(m) for _, m in topics["/head_pose"]] == STAMPS
     face_tfs = {tf.child_frame_id for _, m in topics["/tf"] for tf in m.transforms}
-    assert face_tfs == {"face_1", "gaze_1"}  # one face, the same id in all three frames
+    tracked = [m.ids for _, m in topics["/humans/faces/tracked"]]
+    assert len(tracked) == 3 and tracked[0] == tracked[1] == tracked[2] and len(tracked[0]) == 1
+    face_id = tracked[0][0]
+    assert face_tfs == {f"face_{face_id}", f"gaze_{face_id}"}  # one face, the same id in all three frames
+    landmarks = topics[f"/humans/faces/{face_id}/landmarks"][0][1]
+    assert sum(p.c > 0 for p in landmarks.landmarks) == 70  # the mesh fills every code on this frontal face
+
+
+def test_rep155_face_topics_in_the_bag_decode_with_independent_readers(tmp_path, estimator):
+    """The bag carries /humans/faces/tracked and the face's roi, landmarks, cropped and aligned, named by the
+    same id as its TF frames; every message decodes with readers that do not use this package's typestore:
+    rosbags' AnyReader (the definitions the bag itself stores) and, where ROS 2 is installed, rclpy's own
+    deserialiser with the hri_msgs package's classes."""
+    from rosbags.rosbag2 import Reader
+
+    src, dst = tmp_path / "in", tmp_path / "out"
+    write_input_bag(src)
+    summary = bag.process_bag(src, dst, bag.BagOptions(progress=False, id_seed=4), estimator=estimator)
+    assert summary.face_ids == 1 and summary.written["/humans/faces/*/cropped"] == 3
+    topics = read_bag(dst)  # AnyReader: every message deserialised with the bag's own definitions
+    (face_id,) = {i for _, m in topics["/humans/faces/tracked"] for i in m.ids}
+    assert face_id[0].isalpha()
+    ns = f"/humans/faces/{face_id}"
+    assert {f"{ns}/roi", f"{ns}/landmarks", f"{ns}/cropped", f"{ns}/aligned"} <= set(topics)
+    image_times = [t for t, _ in topics["/camera/image_raw"]]
+    for sub in ("roi", "landmarks", "cropped", "aligned"):
+        assert [t for t, _ in topics[f"{ns}/{sub}"]] == image_times, sub
+        assert [stamp(m) for _, m in topics[f"{ns}/{sub}"]] == STAMPS, sub
+        assert {m.header.frame_id for _, m in topics[f"{ns}/{sub}"]} == {FRAME}, sub
+    crop = topics[f"{ns}/cropped"][0][1]
+    assert (crop.width, crop.height, crop.encoding) == (128, 128, "bgr8") and np.asarray(crop.data).any()
+    roi = topics[f"{ns}/roi"][0][1]
+    assert 0 <= roi.xmin < roi.xmax <= 1 and 0 <= roi.ymin < roi.ymax <= 1
+    assert f"face_{face_id}" in {tf.child_frame_id for _, m in topics["/tf"] for tf in m.transforms}
+
+    with Reader(dst) as reader:  # the types recorded in the bag are the hri_msgs ones
+        kinds = {c.topic: c.msgtype for c in reader.connections}
+    assert kinds["/humans/faces/tracked"] == "hri_msgs/msg/IdsList"
+    assert kinds[f"{ns}/roi"] == "hri_msgs/msg/NormalizedRegionOfInterest2D"
+    assert kinds[f"{ns}/landmarks"] == "hri_msgs/msg/FacialLandmarks"
+
+    try:
+        from rclpy.serialization import deserialize_message
+        from rosidl_runtime_py.utilities import get_message
+        get_message("hri_msgs/msg/IdsList")
+    except (ImportError, AttributeError, ModuleNotFoundError, ValueError):
+        return
+    count = 0
+    with Reader(dst) as reader:
+        for conn, _, raw in reader.messages():
+            msg = deserialize_message(bytes(raw), get_message(conn.msgtype))
+            count += 1
+            if conn.topic == "/humans/faces/tracked":
+                assert list(msg.ids) == [face_id]
+            elif conn.topic == f"{ns}/landmarks":
+                assert len(msg.landmarks) == 70 and (msg.width, msg.height) == (512, 512)
+    assert count == sum(len(v) for v in topics.values())
+
+
+def test_hri_off_writes_no_rep155_topics(tmp_path, estimator):
+    src, dst = tmp_path / "in", tmp_path / "out"
+    write_input_bag(src)
+    bag.process_bag(src, dst, bag.BagOptions(progress=False, values={"hri.enabled": False}), estimator=estimator)
+    assert not any(t.startswith("/humans/") for t in read_bag(dst))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -59,6 +61,26 @@ def test_ids_gone_heads_and_primary_rules():
     assert r4.ids == [2] and r4.gone_ids == [1] and r4.primary_id == 2
     core.close()
     assert est.closed
+
+
+def test_face_ids_are_rep155_tokens_stable_while_tracked_and_live_until_forgotten():
+    a, b = sample_face(yaw=10, box=BIG), sample_face(yaw=-10, box=SMALL)
+    est = ScriptedEstimator([[b], [a, b], [a], [a], [a, b]])
+    core = HeadPoseCore(est, {"tracking.max_missed": 1}, id_seed=7)
+    r1 = core.process(IMG, header(0.0))
+    (tb,) = r1.face_ids
+    assert re.fullmatch(r"[a-z]{5}", tb) and r1.live_face_ids == [tb] and r1.primary_face_id == tb
+    r2 = core.process(IMG, header(0.1))
+    ta = r2.face_ids[0]
+    assert r2.face_ids == [ta, tb] and ta != tb and r2.ids == [2, 1]  # parallel to the track ids
+    r3 = core.process(IMG, header(0.2))  # b missed once: not seen, still tracked
+    assert r3.face_ids == [ta] and sorted(r3.live_face_ids) == sorted([ta, tb])
+    r4 = core.process(IMG, header(0.3))  # b missed twice > max_missed: forgotten
+    assert r4.face_ids == [ta] and r4.live_face_ids == [ta]
+    r5 = core.process(IMG, header(0.4))  # b is back: a new track, a new token
+    assert r5.face_ids[0] == ta and r5.face_ids[1] not in (ta, tb)
+    again = HeadPoseCore(ScriptedEstimator([[b]]), id_seed=7)
+    assert again.process(IMG, header(0.0)).face_ids == [tb]  # a seed makes the tokens reproducible
 
 
 def test_select_primary_edge_cases():
@@ -147,7 +169,7 @@ def test_debug_drawing_leaves_the_input_alone_and_marks_each_face():
 
     img = np.zeros((480, 640, 3), np.uint8)
     faces = [sample_face(yaw=20, box=BIG, position=(0.0, 0.0, 1.0), is_ray=True)]
-    out = draw_debug(img, faces, [3], primary_id=3)
+    out = draw_debug(img, faces, ["abcde"], primary_face_id="abcde")
     assert out.shape == img.shape and out.dtype == np.uint8
     assert not img.any() and out.any()
     assert out[205:230, 0:200].any()  # the id label below the box

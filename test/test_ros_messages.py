@@ -121,11 +121,11 @@ def test_pose_array_keeps_order_and_header(types):
 
 def test_tf_message_has_face_child_of_camera_and_gaze_child_of_face(types):
     faces = [sample_face(yaw=25, pitch=10, position=(0.2, 0.1, 1.5)), sample_face(yaw=-10)]
-    tfs = messages.head_transforms(types, HEADER, faces, [7, 9], prefix="cam1_")
+    tfs = messages.head_transforms(types, HEADER, faces, ["abcde", "fghij"], prefix="cam1_")
     back = roundtrip(types, messages.tf_message(types, tfs))
     names = [(t.header.frame_id, t.child_frame_id) for t in back.transforms]
-    assert names == [(HEADER.frame_id, "face_cam1_7"), ("face_cam1_7", "gaze_cam1_7"),
-                     (HEADER.frame_id, "face_cam1_9"), ("face_cam1_9", "gaze_cam1_9")]
+    assert names == [(HEADER.frame_id, "face_cam1_abcde"), ("face_cam1_abcde", "gaze_cam1_abcde"),
+                     (HEADER.frame_id, "face_cam1_fghij"), ("face_cam1_fghij", "gaze_cam1_fghij")]
     assert all((t.header.stamp.sec, t.header.stamp.nanosec) == (HEADER.sec, HEADER.nanosec) for t in back.transforms)
     face_tf, gaze_tf = back.transforms[0].transform, back.transforms[1].transform
     t = face_tf.translation
@@ -142,7 +142,8 @@ def test_tf_message_has_face_child_of_camera_and_gaze_child_of_face(types):
 
 def test_markers_add_arrow_and_label_and_delete_heads_that_left(types):
     faces = [sample_face(yaw=15, position=(0, 0, 1))]
-    back = roundtrip(types, messages.marker_array(types, HEADER, faces, [4], gone_ids=[2, 4], primary_id=4))
+    back = roundtrip(types, messages.marker_array(types, HEADER, faces, [4], ["vwxyz"], gone_ids=[2, 4],
+                                                  primary_id=4))
     cls = types.get("visualization_msgs/msg/Marker")
     kinds = [(m.ns, m.id, m.type, m.action) for m in back.markers]
     assert kinds == [
@@ -154,7 +155,7 @@ def test_markers_add_arrow_and_label_and_delete_heads_that_left(types):
     assert (arrow.color.r, arrow.color.g, arrow.color.b) == pytest.approx(messages.PRIMARY_RGBA[:3])
     assert geometry.quaternion_angle_deg(quat(arrow.pose.orientation), messages.head_orientation(HeadPose(15, 0, 0))) \
         < 1e-6
-    assert "face_4" in label.text and "yaw +15" in label.text
+    assert "face_vwxyz" in label.text and "yaw +15" in label.text  # named like its TF frame
     assert label.pose.position.y < 0  # above the head (optical -y is up)
     assert all(stamp_of(m) == (HEADER.sec, HEADER.nanosec, HEADER.frame_id) for m in back.markers)
     cleared = roundtrip(types, messages.delete_all_markers(types, HEADER))
@@ -193,17 +194,19 @@ def test_frame_outputs_yields_what_the_node_publishes(types) -> None:
 
     header = HeaderData(5, 6, "cam_optical")
     face = sample_face(yaw=20.0)
-    seen = SimpleNamespace(header=header, faces=[face], ids=[3], gone_ids=[], primary_id=3, primary_face=face)
+    seen = SimpleNamespace(header=header, faces=[face], ids=[3], face_ids=["abcde"], gone_ids=[], primary_id=3,
+                           primary_face=face)
     out = messages.frame_outputs(types, seen, publish_tf=True, markers=True, prefix="")
     assert list(out) == ["head_pose", "head_poses", "transforms", "markers"]
-    assert [tf.child_frame_id for tf in out["transforms"]] == ["face_3", "gaze_3"]
+    assert [tf.child_frame_id for tf in out["transforms"]] == ["face_abcde", "gaze_abcde"]
     for key in ("head_pose", "head_poses"):
         assert roundtrip(types, out[key]).header.stamp.sec == 5
     assert all(m.header.stamp.sec == 5 for m in roundtrip(types, out["markers"]).markers)
     tf = roundtrip(types, messages.tf_message(types, out["transforms"]))
     assert tf.transforms[0].header.frame_id == "cam_optical"
     # no face now, one gone: poses (empty) and the DELETE markers; no head_pose, no transforms
-    empty = SimpleNamespace(header=header, faces=[], ids=[], gone_ids=[3], primary_id=None, primary_face=None)
+    empty = SimpleNamespace(header=header, faces=[], ids=[], face_ids=[], gone_ids=[3], primary_id=None,
+                            primary_face=None)
     out = messages.frame_outputs(types, empty, publish_tf=True, markers=True)
     assert list(out) == ["head_poses", "markers"] and len(out["head_poses"].poses) == 0
     assert {m.action for m in out["markers"].markers} == {2}  # visualization_msgs/Marker DELETE

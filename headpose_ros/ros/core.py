@@ -19,16 +19,20 @@ from ..estimator.smoothing import OneEuroParams, PoseSmoother
 from ..estimator.tracking import FaceTracker
 from ..estimator.types import CameraIntrinsics, FaceResult, FrameResult
 from . import image_codec
+from .hri import FaceIds
 from .messages import HeaderData
 from .params import SPECS, defaults
 
 
 @dataclass
 class CoreResult:
-    """One processed frame. ``faces`` (largest first, smoothed when smoothing is on) and ``ids`` (track ids)
-    are parallel; ``primary`` indexes the head ``/head_pose`` carries (None without faces); ``gone_ids`` are
-    the heads of the previous frame that are absent now (their markers are deleted); ``intrinsics`` those the
-    estimator used (None: its guess from the image size)."""
+    """One processed frame. ``faces`` (largest first, smoothed when smoothing is on), ``ids`` (integer track
+    ids: marker ids) and ``face_ids`` (the faces' REP-155 tokens: ``tf_prefix`` + token names the face in TF,
+    topics and labels, see :mod:`headpose_ros.ros.hri`) are parallel; ``primary`` indexes the head
+    ``/head_pose`` carries (None without faces); ``gone_ids`` are the track ids of the previous frame that are
+    absent now (their markers are deleted); ``live_face_ids`` the tokens of every face still tracked, seen now
+    or within ``tracking.max_missed`` frames (their REP-155 topics stay); ``intrinsics`` those the estimator
+    used (None: its guess from the image size)."""
 
     header: HeaderData
     image: np.ndarray
@@ -39,6 +43,8 @@ class CoreResult:
     primary: Optional[int]
     gone_ids: list[int] = field(default_factory=list)
     intrinsics: Optional[CameraIntrinsics] = None
+    face_ids: list[str] = field(default_factory=list)
+    live_face_ids: list[str] = field(default_factory=list)
 
     @property
     def primary_face(self) -> Optional[FaceResult]:
@@ -47,6 +53,11 @@ class CoreResult:
     @property
     def primary_id(self) -> Optional[int]:
         return None if self.primary is None else self.ids[self.primary]
+
+    @property
+    def primary_face_id(self) -> Optional[str]:
+        """The primary head's token (None without faces)."""
+        return None if self.primary is None else self.face_ids[self.primary]
 
 
 def select_primary(faces: list[FaceResult], ages: list[int], rule: str) -> Optional[int]:
@@ -62,12 +73,15 @@ def select_primary(faces: list[FaceResult], ages: list[int], rule: str) -> Optio
 
 class HeadPoseCore:
     """Estimator + tracker + smoother with the node's parameters; ``process`` from one thread at a time,
-    ``apply`` from any thread: it waits for the frame in progress, so a change never lands mid-frame."""
+    ``apply`` from any thread: it waits for the frame in progress, so a change never lands mid-frame.
+    ``id_seed`` makes the faces' REP-155 tokens reproducible (None: random per run)."""
 
-    def __init__(self, estimator: HeadPoseEstimator, values: Optional[Mapping[str, Any]] = None):
+    def __init__(self, estimator: HeadPoseEstimator, values: Optional[Mapping[str, Any]] = None,
+                 id_seed: Optional[int] = None):
         self.estimator = estimator
         self.values = defaults()
         self.tracker = FaceTracker()
+        self.face_ids = FaceIds(id_seed)
         self.smoother = PoseSmoother()
         self._previous_ids: list[int] = []
         self._lock = threading.Lock()
@@ -116,9 +130,10 @@ class HeadPoseCore:
         primary = select_primary(faces, ages, values["primary_face"])
         gone = sorted(set(self._previous_ids) - set(update.ids))
         self._previous_ids = list(update.ids)
+        tokens = self.face_ids.update(update.ids, self.tracker.tracks)
         return CoreResult(header=header, image=image_bgr, frame=frame, faces=faces, ids=list(update.ids),
-                          ages=ages, primary=primary, gone_ids=gone,
-                          intrinsics=intrinsics)
+                          ages=ages, primary=primary, gone_ids=gone, intrinsics=intrinsics, face_ids=tokens,
+                          live_face_ids=self.face_ids.live())
 
     def _smooth(self, track_id: int, t: float, face: FaceResult) -> FaceResult:
         pose, position = self.smoother.smooth(track_id, t, face.pose, face.position, face.position_is_ray)

@@ -1,7 +1,7 @@
 """The debug image: the estimator's drawing of each face (box, keypoints, REP-155 axes, angles) plus its TF name.
 
-Drawing itself is :mod:`headpose_ros.estimator.draw` (shared with the command line); this adds the face id
-under each box, marked ``(primary)`` for the head ``/head_pose`` carries.
+Drawing itself is :mod:`headpose_ros.estimator.draw` (shared with the command line); this adds the face's TF
+frame name under each box, marked ``(primary)`` for the head ``/head_pose`` carries.
 """
 
 from __future__ import annotations
@@ -18,21 +18,23 @@ ID_COLOR = (255, 255, 255)
 PRIMARY_COLOR = (40, 220, 40)
 
 
-def draw_debug(image_bgr: np.ndarray, faces: Sequence[FaceResult], ids: Sequence[int],
-               primary_id: Optional[int] = None, intrinsics: Optional[CameraIntrinsics] = None,
+def draw_debug(image_bgr: np.ndarray, faces: Sequence[FaceResult], face_ids: Sequence[str],
+               primary_face_id: Optional[str] = None, intrinsics: Optional[CameraIntrinsics] = None,
                keypoint_threshold: float = 0.3, prefix: str = "") -> np.ndarray:
-    """A copy of the 8-bit BGR ``image_bgr`` with every face drawn; ``intrinsics`` are those the estimator used
-    (None: its guess from the image size)."""
+    """A copy of the 8-bit BGR ``image_bgr`` with every face drawn and labelled ``face_<prefix><token>`` (its TF
+    frame); ``face_ids`` are the faces' tokens (:attr:`CoreResult.face_ids
+    <headpose_ros.ros.core.CoreResult.face_ids>`), ``primary_face_id`` the primary head's; ``intrinsics`` are
+    those the estimator used (None: its guess from the image size)."""
     import cv2
 
     canvas = np.ascontiguousarray(image_bgr, dtype=np.uint8).copy()
     height, width = canvas.shape[:2]
     cam = intrinsics if intrinsics is not None and intrinsics.is_valid() else CameraIntrinsics.guess(width, height)
     scale = max(1.0, max(height, width) / 640.0)
-    for face, track_id in zip(faces, ids):
+    for face, token in zip(faces, face_ids):
         draw_face(canvas, face, cam, keypoint_threshold=keypoint_threshold)
-        primary = track_id == primary_id
-        text = frames.face_frame(track_id, prefix) + (" (primary)" if primary else "")
+        primary = token == primary_face_id
+        text = frames.face_frame(token, prefix) + (" (primary)" if primary else "")
         box = face.box
         if not np.all(np.isfinite([box.x0, box.y1])):
             continue

@@ -14,6 +14,9 @@ Conventions:
   as the ``face_<id>`` TF frame: RViz's pose arrow points where the head faces. It comes from
   :func:`headpose_ros.estimator.geometry.quaternion_from_ypr` (``frame="face"``), nowhere else.
 - Positions are metres in the optical frame, or the unit-depth ray (z = 1) without camera calibration.
+- Faces are named by their REP-155 id (``tf_prefix`` + the face's token, see :mod:`headpose_ros.ros.frames`)
+  in TF frames, marker labels and the ``/humans/faces/<id>/`` topics (:mod:`headpose_ros.ros.hri`); marker
+  ids, which must be integers, are the tracker's integer ids.
 """
 
 from __future__ import annotations
@@ -59,7 +62,8 @@ class MessageTypes(Protocol):
 
 
 class RosbagsTypes:
-    """Message classes of a ``rosbags`` typestore (default: ROS 2 Humble's definitions).
+    """Message classes of a ``rosbags`` typestore (default: ROS 2 Humble's definitions), with the ``hri_msgs``
+    types of :mod:`headpose_ros.ros.hri_types` added.
 
     ``make`` passes the fields straight to the dataclass, which needs every field: a forgotten field fails
     here, in the tests, before it could on a robot.
@@ -68,7 +72,9 @@ class RosbagsTypes:
     def __init__(self, store: Any = None):
         from rosbags.typesys import Stores, get_typestore
 
-        self.typestore = get_typestore(store if store is not None else Stores.ROS2_HUMBLE)
+        from . import hri_types
+
+        self.typestore = hri_types.register(get_typestore(store if store is not None else Stores.ROS2_HUMBLE))
 
     def get(self, typename: str) -> type:
         return self.typestore.types[typename]
@@ -183,12 +189,13 @@ def transform_msg(types: MessageTypes, header: HeaderData, tf: frames.FrameTrans
     )
 
 
-def head_transforms(types: MessageTypes, header: HeaderData, faces: Sequence[FaceResult], ids: Sequence[int],
+def head_transforms(types: MessageTypes, header: HeaderData, faces: Sequence[FaceResult], face_ids: Sequence[str],
                     prefix: str = "") -> list[Any]:
-    """``face_<id>`` (child of the image's frame) and ``gaze_<id>`` (child of ``face_<id>``) for each head."""
+    """``face_<id>`` (child of the image's frame) and ``gaze_<id>`` (child of ``face_<id>``) for each head;
+    ``face_ids`` are the faces' tokens (:attr:`~headpose_ros.ros.core.CoreResult.face_ids`)."""
     out: list[Any] = []
-    for face, track_id in zip(faces, ids):
-        for tf in frames.head_transforms(header.frame_id, track_id, face.pose, face.position, prefix):
+    for face, token in zip(faces, face_ids):
+        for tf in frames.head_transforms(header.frame_id, token, face.pose, face.position, prefix):
             out.append(transform_msg(types, header, tf))
     return out
 
@@ -225,11 +232,13 @@ def label_text(face_name: str, pose: HeadPose) -> str:
 
 
 def marker_array(types: MessageTypes, header: HeaderData, faces: Sequence[FaceResult], ids: Sequence[int],
-                 gone_ids: Sequence[int] = (), primary_id: Optional[int] = None, prefix: str = "") -> Any:
-    """``~/markers``: an arrow (along the face frame's x) and a label per head; DELETE for heads in
-    ``gone_ids`` (shown before, absent now). The primary head's arrow is green, the others blue."""
+                 face_ids: Sequence[str], gone_ids: Sequence[int] = (), primary_id: Optional[int] = None,
+                 prefix: str = "") -> Any:
+    """``~/markers``: an arrow (along the face frame's x) and a label (the face's REP-155 frame name) per head;
+    marker ids are the integer track ``ids``, labels name the faces by ``face_ids`` (tokens). DELETE for heads
+    in ``gone_ids`` (shown before, absent now). The primary head's arrow is green, the others blue."""
     markers: list[Any] = []
-    for face, track_id in zip(faces, ids):
+    for face, track_id, token in zip(faces, ids, face_ids):
         pose = pose_msg(types, face)
         rgba = PRIMARY_RGBA if track_id == primary_id else OTHER_RGBA
         markers.append(_marker(types, header, ARROW_NS, track_id, kind="ARROW", pose=pose, scale=ARROW_SCALE,
@@ -239,7 +248,7 @@ def marker_array(types: MessageTypes, header: HeaderData, faces: Sequence[FaceRe
                                 orientation=quaternion_msg(types, (0, 0, 0, 1)))
         markers.append(_marker(types, header, LABEL_NS, track_id, kind="TEXT_VIEW_FACING", pose=label_pose,
                                scale=(0.0, 0.0, LABEL_HEIGHT), rgba=LABEL_RGBA,
-                               text=label_text(frames.face_frame(track_id, prefix), face.pose)))
+                               text=label_text(frames.face_frame(token, prefix), face.pose)))
     for track_id in sorted(set(gone_ids) - set(ids)):
         for ns in (ARROW_NS, LABEL_NS):
             markers.append(_marker(types, header, ns, track_id, action="DELETE"))
@@ -258,10 +267,10 @@ def frame_outputs(types: MessageTypes, result: Any, publish_tf: bool, markers: b
         out["head_pose"] = pose_stamped(types, header, result.primary_face)
     out["head_poses"] = pose_array(types, header, result.faces)
     if publish_tf and result.faces:
-        out["transforms"] = head_transforms(types, header, result.faces, result.ids, prefix)
+        out["transforms"] = head_transforms(types, header, result.faces, result.face_ids, prefix)
     if markers and (result.faces or result.gone_ids):
-        out["markers"] = marker_array(types, header, result.faces, result.ids, result.gone_ids, result.primary_id,
-                                      prefix)
+        out["markers"] = marker_array(types, header, result.faces, result.ids, result.face_ids, result.gone_ids,
+                                      result.primary_id, prefix)
     return out
 
 

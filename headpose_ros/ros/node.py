@@ -1,20 +1,30 @@
 """``headpose_node``: camera images in, ``/head_pose``, ``/head_poses``, REP-155 TF frames, markers, a debug
 image and diagnostics out. The only module of the package that imports ROS.
 
-Threads: the executor (a MultiThreadedExecutor) runs the subscriptions, the diagnostics timer and the
-parameter services in separate callback groups and never waits on the estimator; the estimator runs in a
-:class:`~headpose_ros.estimator.stream.LatestFrameProcessor` worker that always takes the newest frame
-(older pending frames are skipped and counted) and publishes its results itself.
+Threads: one SingleThreadedExecutor (the main thread) runs the subscriptions, the diagnostics timer and the
+parameter services; its callbacks never wait on the estimator. The estimator runs in a
+:class:`~headpose_ros.estimator.stream.LatestFrameProcessor` worker that always takes the newest frame (older
+pending frames are skipped and counted) and publishes its results itself. A MultiThreadedExecutor was measured
+to keep a core busy in its wait loop and to slow the node to a third of the estimator's rate on 2 cores.
+
+Start and stop: ``/tf`` is published with tf2_ros's TransformBroadcaster when tf2_ros is importable, else as
+``tf2_msgs/TFMessage`` on ``/tf`` directly (the same QoS); without tf2_msgs the node runs without TF and says so.
+SIGINT, SIGTERM and SIGHUP are handled by the node, not by rclpy: the executor stops, the worker finishes its frame,
+the last messages (DELETEALL markers) go out, and only then is the context shut down.
 """
 
 from __future__ import annotations
 
 import array
 import importlib
+import logging
+import math
 import os
+import signal
 import sys
 import threading
-from typing import Any, Optional
+import time
+from typing import Any, Callable, Optional
 
 from ..estimator.errors import HeadPoseError, ImageError
 from ..estimator.stream import LatestFrameProcessor
@@ -30,18 +40,23 @@ try:  # ROS 2 Python; without it main() says so in one line
     import rclpy
     from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType,
                                     SetParametersResult)
-    from rclpy import executors as rclpy_executors
     from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.duration import Duration
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.node import Node
     from rclpy.parameter import Parameter
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from rclpy.signals import SignalHandlerOptions
 
     _ROS_IMPORT_ERROR: Optional[ImportError] = None
 except ImportError as _exc:  # pragma: no cover - exercised on machines without ROS
     rclpy = None  # type: ignore[assignment]
     Node = object  # type: ignore[assignment,misc]
     _ROS_IMPORT_ERROR = _exc
+
+#: Seconds of images without any camera_info before the node warns (then at most every CAMERA_INFO_WARN_S).
+CAMERA_INFO_GRACE_S = 5.0
+CAMERA_INFO_WARN_S = 30.0
 
 
 class RclpyTypes:
@@ -109,6 +124,9 @@ class HeadPoseNode(Node):  # type: ignore[misc,valid-type]
         self.get_logger().info("ready: " + ", ".join(f"{k}={v}" for k, v in self.describe.items()))
         self.window = DiagnosticsWindow()
         self._intrinsics: Optional[CameraIntrinsics] = None
+        self._camera_info_seen = False
+        self._first_image_time: Optional[float] = None
+        self._last_info_warning = -math.inf
         self._lock = threading.Lock()
         self._make_publishers()
         self.processor: LatestFrameProcessor[tuple[Any, Optional[CameraIntrinsics]], CoreResult] = \
@@ -129,7 +147,6 @@ class HeadPoseNode(Node):  # type: ignore[misc,valid-type]
         from diagnostic_msgs.msg import DiagnosticArray
         from geometry_msgs.msg import PoseArray, PoseStamped
         from sensor_msgs.msg import Image
-        from tf2_ros import TransformBroadcaster
         from visualization_msgs.msg import MarkerArray
 
         self.pub_pose = self.create_publisher(PoseStamped, "head_pose", 10)
@@ -137,7 +154,27 @@ class HeadPoseNode(Node):  # type: ignore[misc,valid-type]
         self.pub_markers = self.create_publisher(MarkerArray, "~/markers", 10)
         self.pub_debug = self.create_publisher(Image, "~/debug_image", 2)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.tf_broadcaster = TransformBroadcaster(self)
+        self.send_transforms = self._make_tf_sender()
+
+    def _make_tf_sender(self) -> Optional[Callable[[list[Any]], None]]:
+        """A function that publishes TransformStamped messages on /tf, or None when TF cannot be published."""
+        try:
+            from tf2_ros import TransformBroadcaster
+
+            return TransformBroadcaster(self).sendTransform
+        except ImportError:
+            pass
+        try:
+            from tf2_msgs.msg import TFMessage
+        except ImportError:
+            self.get_logger().warning("tf2_msgs is not importable: no TF frames (face_<id>, gaze_<id>) are published")
+            return None
+        publisher = self.create_publisher(TFMessage, "/tf", QoSProfile(depth=100))  # as TransformBroadcaster
+
+        def send(transforms: list[Any]) -> None:
+            publisher.publish(TFMessage(transforms=transforms))
+
+        return send
 
     def _image_qos(self) -> "QoSProfile":
         reliability = (ReliabilityPolicy.RELIABLE if self.values["qos.reliability"] == "reliable"
@@ -167,9 +204,25 @@ class HeadPoseNode(Node):  # type: ignore[misc,valid-type]
         self.window.input()
         with self._lock:
             intrinsics = self._intrinsics
+        if intrinsics is None and not self._camera_info_seen and self.values["use_camera_info"]:
+            self._warn_no_camera_info()
         self.processor.submit((msg, intrinsics))
 
+    def _warn_no_camera_info(self) -> None:
+        """Images arrive but camera_info never came (often a wrong remapping): say what that means, throttled."""
+        now = time.monotonic()
+        if self._first_image_time is None:
+            self._first_image_time = now
+        if now - self._first_image_time < CAMERA_INFO_GRACE_S or now - self._last_info_warning < CAMERA_INFO_WARN_S:
+            return
+        self._last_info_warning = now
+        self.get_logger().warning(
+            f"images arrive on {self.sub_image.topic_name} but nothing on {self.sub_info.topic_name}: poses are "
+            f"relative to each face's line of sight (not the camera frame) and positions are unit-depth rays. "
+            f"Check the camera_info remapping, or set use_camera_info false to silence this.")
+
     def _on_camera_info(self, msg: Any) -> None:
+        self._camera_info_seen = True
         try:
             intrinsics = CameraIntrinsics.from_k(list(msg.k))
         except (ValueError, TypeError):
@@ -216,8 +269,8 @@ class HeadPoseNode(Node):  # type: ignore[misc,valid-type]
         if "head_pose" in out:
             self.pub_pose.publish(out["head_pose"])
         self.pub_poses.publish(out["head_poses"])
-        if "transforms" in out:
-            self.tf_broadcaster.sendTransform(out["transforms"])
+        if "transforms" in out and self.send_transforms is not None:
+            self.send_transforms(out["transforms"])
         if "markers" in out:
             self.pub_markers.publish(out["markers"])
         if v["debug_image"] and self.pub_debug.get_subscription_count() > 0:
@@ -244,6 +297,7 @@ class HeadPoseNode(Node):  # type: ignore[misc,valid-type]
         try:
             if rclpy is not None and rclpy.ok():
                 self.pub_markers.publish(messages.delete_all_markers(self.types, messages.HeaderData(0, 0, "")))
+                self.pub_markers.wait_for_all_acked(Duration(seconds=1.0))  # delivered before the context goes
         except Exception:  # noqa: BLE001 - the context may be gone already
             pass
         self.core.close()
@@ -257,22 +311,61 @@ def _fail(message: str) -> int:
     return 1
 
 
+def stop_with_parent(stop: threading.Event) -> bool:
+    """Ask Linux to send this process SIGTERM when its parent dies (``prctl(PR_SET_PDEATHSIG)``); True if set.
+
+    The launch file asks for it (``HEADPOSE_STOP_WITH_PARENT=1``): ``ros2 launch`` on Jazzy answers SIGTERM by
+    exiting at once without stopping its processes ("using SIGTERM can result in orphaned processes"). With this
+    the node then gets SIGTERM too and stops cleanly instead of running on as an orphan.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(1, int(signal.SIGTERM), 0, 0, 0) != 0:  # 1 = PR_SET_PDEATHSIG
+        return False
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        stop.set()
+    return True
+
+
 def main(args: Optional[list[str]] = None) -> int:
-    """Console entry point: 0 after a clean shutdown (Ctrl-C, SIGTERM), 1 when the node cannot start."""
+    """Console entry point: runs the node, then ends the process at once with :func:`run`'s exit status.
+
+    Everything the node owns is released by then; what is skipped is the interpreter's own teardown of
+    TensorFlow and MediaPipe, which took 2.5 s here, so that a stopped node exits well within ``ros2 launch``'s
+    5 s before it escalates SIGINT to SIGTERM.
+    """
+    code = run(args)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def run(args: Optional[list[str]] = None) -> int:
+    """The node's life: 0 after a clean shutdown (SIGINT, SIGTERM, SIGHUP), 1 when it cannot start."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("GLOG_minloglevel", "2")
     if rclpy is None:
         return _fail(f"ROS 2 Python (rclpy) is not importable ({_ROS_IMPORT_ERROR}); source "
                      f"/opt/ros/<distro>/setup.bash and your workspace's install/setup.bash")
-    shutdown_exc = getattr(rclpy_executors, "ExternalShutdownException", KeyboardInterrupt)
-    rclpy.init(args=args)
+    stop = threading.Event()
+    # Our handlers, not rclpy's: rclpy's would shut the context down before close() could publish. A second
+    # signal (a terminal's Ctrl-C reaches both ros2 launch and the node) only sets the same flag again.
+    # SIGHUP too: a launch that dies takes the node's terminal with it.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stop.set())
+    if os.environ.get("HEADPOSE_STOP_WITH_PARENT") == "1":
+        stop_with_parent(stop)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node: Optional[HeadPoseNode] = None
     try:
         node = HeadPoseNode()
     except (HeadPoseError, ImportError, OSError) as exc:
         code = _fail(f"cannot start: {exc}")
-    except KeyboardInterrupt:
-        code = 0
     except Exception as exc:  # noqa: BLE001 - one clear line, not a traceback wall
         code = _fail(f"cannot start: {type(exc).__name__}: {exc}")
     else:
@@ -280,18 +373,19 @@ def main(args: Optional[list[str]] = None) -> int:
     if node is None:
         rclpy.try_shutdown()
         return code
-    executor = MultiThreadedExecutor(num_threads=3)
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        executor.spin()
-    except (KeyboardInterrupt, shutdown_exc):
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.2)  # Python runs the signal handlers between two waits
+    except ExternalShutdownException:
         pass
     finally:
-        node.close()
+        node.close()  # the worker finishes its frame, the DELETEALL markers go out: the context is still up
         executor.shutdown(timeout_sec=1.0)
         node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+    return 0  # the handlers stay: a late SIGTERM from ros2 launch must not kill the exiting process
 
 
 if __name__ == "__main__":

@@ -107,12 +107,22 @@ def _specs() -> tuple[ParamSpec, ...]:
           "newest frame is always the one processed).", 0.0, 1000.0, runtime=True),
         # --- output ---
         S("publish_tf", bool, True, "Broadcast face_<id> and gaze_<id> TF frames (REP-155).", runtime=True),
-        S("tf_prefix", str, "", "Prefix of the face id in frame names: 'cam1_' gives face_cam1_3, gaze_cam1_3.",
-          runtime=True),
+        S("tf_prefix", str, "", "Prefix of every face id (REP-155), in TF frames and /humans/faces topics alike: "
+          "'cam1_' gives face_cam1_abcde, gaze_cam1_abcde and /humans/faces/cam1_abcde/roi. Empty, or a letter "
+          "then letters, digits and single underscores.", runtime=True),
         S("primary_face", str, "largest", "Which head /head_pose carries: the largest face or the one tracked "
           "longest.", choices=("largest", "longest_tracked"), runtime=True),
         S("markers", bool, True, "Publish ~/markers (arrow and label per head).", runtime=True),
         S("debug_image", bool, True, "Publish ~/debug_image (drawn only while someone subscribes).", runtime=True),
+        # --- REP-155 (ROS4HRI) face topics ---
+        S("hri.enabled", bool, True, "Publish the REP-155 face topics: /humans/faces/tracked (hri_msgs/IdsList) "
+          "and per face /humans/faces/<id>/roi, landmarks, cropped and aligned (a face's topics are removed once "
+          "its track is forgotten). Needs the hri_msgs package; without it the node says so once and goes on "
+          "without them."),
+        S("hri.face_width", int, 128, "Width in pixels of /humans/faces/<id>/cropped and aligned (REP-155's "
+          "/humans/faces/width).", 16, 4096),
+        S("hri.face_height", int, 128, "Height in pixels of /humans/faces/<id>/cropped and aligned (REP-155's "
+          "/humans/faces/height).", 16, 4096),
         # --- tracking and smoothing ---
         S("tracking.iou_threshold", float, 0.3, "A face keeps its id when its box overlaps the previous one by "
           "at least this IoU...", 0.0, 1.0, runtime=True),

@@ -3,8 +3,10 @@
 Reads ``sensor_msgs/Image`` or ``CompressedImage`` messages (sqlite3 or mcap storage) with ``rosbags``,
 processes every frame with the node's core (same decoding, estimator, tracking, smoothing and messages as
 ``headpose_node``; no frame is skipped offline) and writes a new bag holding the input's topics plus
-``/head_pose``, ``/head_poses``, ``/tf``, ``/<node>/markers`` and ``/<node>/debug_image``. Every output
-message has the input image's header (stamp and frame id) and is logged at the image's bag time, so
+``/head_pose``, ``/head_poses``, ``/tf``, ``/<node>/markers``, ``/<node>/debug_image`` and the REP-155 face
+topics (``/humans/faces/tracked`` and ``/humans/faces/<id>/roi``, ``landmarks``, ``cropped``, ``aligned``,
+with ``hri.enabled``; the hri_msgs definitions shipped with the package are written into the bag). Every
+output message has the input image's header (stamp and frame id) and is logged at the image's bag time, so
 ``ros2 bag play`` and RViz or Foxglove show the result in step with the camera.
 """
 
@@ -44,12 +46,15 @@ class BagOptions:
     copy_input: bool = True
     max_frames: Optional[int] = None
     progress: bool = True
+    #: Seed of the faces' REP-155 tokens (None: random, as the node's; set it for reproducible output).
+    id_seed: Optional[int] = None
 
 
 @dataclass
 class BagSummary:
     """Counts of one run: images read, processed, refused as bad, failed otherwise (corrupt record, backend
-    error); heads found; messages written per topic."""
+    error); heads found; REP-155 face ids given; messages written per topic (the per-face REP-155 topics
+    counted together as ``/humans/faces/*/<name>``)."""
 
     image_topic: str
     images: int = 0
@@ -59,11 +64,12 @@ class BagSummary:
     bad_camera_info: int = 0
     faces: int = 0
     frames_with_faces: int = 0
+    face_ids: int = 0
     written: dict[str, int] = field(default_factory=dict)
 
 
-def output_topics(node_name: str, debug_image: bool = True) -> dict[str, str]:
-    """Output topic -> message type."""
+def output_topics(node_name: str, debug_image: bool = True, hri_enabled: bool = False) -> dict[str, str]:
+    """Output topic -> message type (the per-face REP-155 topics, named after each face, aside)."""
     topics = {
         "/head_pose": "geometry_msgs/msg/PoseStamped",
         "/head_poses": "geometry_msgs/msg/PoseArray",
@@ -72,7 +78,39 @@ def output_topics(node_name: str, debug_image: bool = True) -> dict[str, str]:
     }
     if debug_image:
         topics[f"/{node_name}/debug_image"] = "sensor_msgs/msg/Image"
+    if hri_enabled:
+        from ..ros import hri
+
+        topics[hri.TRACKED_TOPIC] = hri.IDS_LIST
     return topics
+
+
+class _BagPublishers:
+    """The :class:`~headpose_ros.ros.hri.PublisherBackend` of the bag: a topic's connection is added the first
+    time it is created and kept (a bag keeps every topic it ever had); messages go at the current bag time."""
+
+    def __init__(self, writer: Any, types: Any, summary: BagSummary):
+        self.writer, self.types, self.summary = writer, types, summary
+        self.connections: dict[str, Any] = {}
+        self.time_ns = 0
+
+    def create(self, msg_type: str, topic: str) -> Any:
+        conn = self.connections.get(topic)
+        if conn is None:
+            conn = self.connections[topic] = self.writer.add_connection(topic, msg_type,
+                                                                        typestore=self.types.typestore)
+        return topic, conn
+
+    def destroy(self, handle: Any) -> None:
+        pass
+
+    def publish(self, handle: Any, msg: Any) -> None:
+        from ..ros.hri import FACES_NS, TRACKED_TOPIC
+
+        topic, conn = handle
+        self.writer.write(conn, self.time_ns, self.types.serialize(msg))
+        key = topic if topic == TRACKED_TOPIC else f"{FACES_NS}/*/{topic.rsplit('/', 1)[-1]}"
+        self.summary.written[key] = self.summary.written.get(key, 0) + 1
 
 
 def _storage_of(path: Path) -> str:
@@ -190,10 +228,14 @@ def _run(reader: Any, writer: Any, image_topic: str, opts: BagOptions, values: d
     from ..ros.draw import draw_debug
     from ..ros.image_codec import ImageDecodeError
 
+    from ..ros import hri
+
     types = messages.RosbagsTypes()
-    outputs = output_topics(opts.node_name, opts.debug_image)
+    hri_on = bool(values["hri.enabled"])
+    outputs = output_topics(opts.node_name, opts.debug_image, hri_on)
     input_tf = {c.topic for c in reader.connections if c.topic == "/tf" and c.msgtype == TF_TYPE}
-    clashing = {c.topic for c in reader.connections if c.topic in outputs} - input_tf
+    clashing = {c.topic for c in reader.connections if c.topic in outputs
+                or hri_on and c.topic.startswith(hri.FACES_NS + "/")} - input_tf
     for topic in sorted(clashing):
         LOG.warning("input topic %s is replaced by this run's output", topic)
     copied = _copy_connections(reader, writer, clashing) if opts.copy_input else {}
@@ -203,13 +245,19 @@ def _run(reader: Any, writer: Any, image_topic: str, opts: BagOptions, values: d
                  and c.msgtype == msgtype]
         out_conn[topic] = reuse[0] if reuse else writer.add_connection(topic, msgtype, typestore=types.typestore)
     summary = BagSummary(image_topic=image_topic, written=dict.fromkeys(outputs, 0))
+    hri_pubs = _BagPublishers(writer, types, summary) if hri_on else None
+    face_topics = None
+    if hri_pubs is not None:
+        hri_pubs.connections[hri.TRACKED_TOPIC] = out_conn[hri.TRACKED_TOPIC]
+        face_topics = hri.FaceTopics(types, hri_pubs, (values["hri.face_width"], values["hri.face_height"]),
+                                     values["keypoint_threshold"])
 
     def write(topic: str, t: int, msg: Any) -> None:
         writer.write(out_conn[topic], t, types.serialize(msg))
         summary.written[topic] += 1
 
     info_topic = opts.camera_info_topic or default_camera_info_topic(image_topic)
-    core = HeadPoseCore(estimator, values)
+    core = HeadPoseCore(estimator, values, id_seed=opts.id_seed)
     intrinsics: Optional[CameraIntrinsics] = None
     total = sum(c.msgcount for c in reader.connections)
     markers_topic, debug_topic = f"/{opts.node_name}/markers", f"/{opts.node_name}/debug_image"
@@ -260,8 +308,11 @@ def _run(reader: Any, writer: Any, image_topic: str, opts: BagOptions, values: d
         topics = {"head_pose": "/head_pose", "head_poses": "/head_poses", "transforms": "/tf", "markers": markers_topic}
         for key, msg in out.items():
             write(topics[key], t, msg)
+        if face_topics is not None and hri_pubs is not None:
+            hri_pubs.time_ns = t
+            summary.face_ids += len(face_topics.update(result, prefix).created)
         if opts.debug_image:
-            drawn = draw_debug(result.image, result.faces, result.ids, result.primary_id, result.intrinsics,
+            drawn = draw_debug(result.image, result.faces, result.face_ids, result.primary_face_id, result.intrinsics,
                                values["keypoint_threshold"], prefix)
             write(debug_topic, t, messages.image_msg(types, h, drawn))
         bar.set_postfix(frames=summary.processed, faces=summary.faces, refresh=False)
@@ -279,10 +330,12 @@ def run(args: argparse.Namespace) -> int:
         values["device"] = args.device
     options = BagOptions(image_topic=args.image_topic, camera_info_topic=args.camera_info_topic, values=values,
                          node_name=args.node_name, storage=args.storage, debug_image=not args.no_debug_image,
-                         copy_input=not args.outputs_only, max_frames=args.max_frames, progress=not args.quiet)
+                         copy_input=not args.outputs_only, max_frames=args.max_frames, progress=not args.quiet,
+                         id_seed=args.id_seed)
     summary = process_bag(args.input_bag, args.output_bag, options)
     print(f"{summary.images} image(s) on {summary.image_topic}: {summary.processed} processed "
-          f"({summary.frames_with_faces} with faces, {summary.faces} heads in all), {summary.bad_images} skipped "
+          f"({summary.frames_with_faces} with faces, {summary.faces} heads in all, {summary.face_ids} face ids), "
+          f"{summary.bad_images} skipped "
           f"as bad, {summary.failed} failed; wrote {args.output_bag}: "
           + ", ".join(f"{k} {v}" for k, v in summary.written.items()))
     return 0
@@ -291,7 +344,8 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers: Any) -> None:
     """Add the ``bag`` command."""
     p = subparsers.add_parser(
-        "bag", help="process a rosbag2 offline: add /head_pose, /head_poses, /tf, markers and a debug image",
+        "bag", help="process a rosbag2 offline: add /head_pose, /head_poses, /tf, markers, a debug image and the "
+        "REP-155 face topics",
         description=__doc__.split("\n\n")[1] if __doc__ else None)
     p.add_argument("input_bag", help="input rosbag2 (a folder with metadata.yaml; sqlite3 or mcap)")
     p.add_argument("output_bag", help="output rosbag2 folder to create (must not exist)")
@@ -305,5 +359,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-debug-image", action="store_true", help="do not write the debug image topic")
     p.add_argument("--outputs-only", action="store_true", help="write only the output topics, not the input's")
     p.add_argument("--max-frames", type=int, help="process at most this many images")
+    p.add_argument("--id-seed", type=int, help="seed of the faces' REP-155 ids (default: random), for reproducible "
+                   "output")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

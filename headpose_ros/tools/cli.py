@@ -19,7 +19,7 @@ from .common import ANGLES, POSE_MEANING, ParagraphHelpFormatter, paragraphs
 #: subcommand module (in headpose_ros.tools) for each command; imported only when that command runs.
 COMMANDS = {
     "image": "run", "video": "run", "eval": "evaluate", "bench": "bench", "train": "train", "bag": "bag",
-    "soak": "soak",
+    "soak": "soak", "bench-ros": "bench_ros",
     "fit-geometry": "fit_geometry",
 }
 

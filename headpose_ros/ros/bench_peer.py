@@ -1,0 +1,114 @@
+"""The camera side of ``headpose-ros bench-ros``: a separate ROS 2 process that publishes frames at a fixed rate
+and measures what comes back from headpose_node.
+
+It publishes ``sensor_msgs/Image`` (bgr8) frames loaded from a ``.npy`` file (N, H, W, 3), stamped with the wall
+clock at publication, for ``--seconds`` at ``--rate`` Hz; it receives ``/head_pose`` and the node's
+``/diagnostics`` and writes one JSON object: frames published, poses received, latency from image stamp to the
+pose's arrival (ms), and the node's last diagnostic values. Both processes run on one machine, so the stamps and
+the arrival times come from the same clock. Started by :mod:`headpose_ros.tools.bench_ros`; not a user tool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any, Optional
+
+import numpy as np
+
+
+def _stats_ms(values: list[float]) -> dict[str, Optional[float]]:
+    if not values:
+        return {"p50": None, "p95": None, "p99": None, "mean": None}
+    arr = np.asarray(values) * 1000.0
+    return {"p50": round(float(np.percentile(arr, 50)), 2), "p95": round(float(np.percentile(arr, 95)), 2),
+            "p99": round(float(np.percentile(arr, 99)), 2), "mean": round(float(arr.mean()), 2)}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from geometry_msgs.msg import PoseStamped
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    frames = np.load(args.frames)
+    rclpy.init()
+    node = rclpy.create_node("headpose_bench_peer")
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    reliability = ReliabilityPolicy.RELIABLE if args.reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT
+    pub = node.create_publisher(Image, args.image_topic, QoSProfile(depth=5, reliability=reliability))
+    latencies: list[float] = []
+    diagnostics: dict[str, str] = {}
+
+    def on_pose(msg: Any) -> None:
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        latencies.append(time.time() - stamp)
+
+    def on_diagnostics(msg: Any) -> None:
+        for status in msg.status:
+            if "headpose_node" in status.name:
+                diagnostics.clear()
+                diagnostics.update({kv.key: kv.value for kv in status.values})
+
+    node.create_subscription(PoseStamped, args.pose_topic, on_pose, 50)
+    node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
+    messages = []
+    for frame in frames:
+        msg = Image(height=frame.shape[0], width=frame.shape[1], encoding="bgr8", is_bigendian=0,
+                    step=frame.shape[1] * 3, data=np.ascontiguousarray(frame).tobytes())
+        msg.header.frame_id = "bench_optical_frame"
+        messages.append(msg)
+    deadline = time.monotonic() + args.wait
+    while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+        executor.spin_once(timeout_sec=0.1)
+    if pub.get_subscription_count() == 0:
+        raise SystemExit("headpose_node did not subscribe to the image topic in time")
+    period = 1.0 / args.rate
+    published = 0
+    start = time.monotonic()
+    next_time = start
+    while time.monotonic() - start < args.seconds:
+        now = time.monotonic()
+        if now >= next_time:
+            msg = messages[published % len(messages)]
+            wall = time.time()
+            msg.header.stamp.sec, msg.header.stamp.nanosec = int(wall), int((wall % 1) * 1e9)
+            pub.publish(msg)
+            published += 1
+            next_time += period
+        executor.spin_once(timeout_sec=max(0.0, min(next_time - time.monotonic(), 0.01)))
+    drain = time.monotonic() + 1.5  # the last poses and one more diagnostics message
+    while time.monotonic() < drain:
+        executor.spin_once(timeout_sec=0.05)
+    elapsed = time.monotonic() - start
+    node.destroy_node()
+    rclpy.try_shutdown()
+    return {"published": published, "publish_rate_hz": round(published / args.seconds, 2),
+            "poses": len(latencies), "pose_rate_hz": round(len(latencies) / args.seconds, 2),
+            "elapsed_s": round(elapsed, 2), "latency_ms": _stats_ms(latencies), "node_diagnostics": diagnostics}
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description="Camera-side peer of headpose-ros bench-ros (internal).")
+    parser.add_argument("--frames", required=True, help=".npy file of (N, H, W, 3) uint8 BGR frames")
+    parser.add_argument("--rate", type=float, default=30.0, help="frames per second to publish")
+    parser.add_argument("--seconds", type=float, default=20.0, help="how long to publish")
+    parser.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the node's subscription")
+    parser.add_argument("--image-topic", default="/bench/image_raw")
+    parser.add_argument("--pose-topic", default="/head_pose")
+    parser.add_argument("--reliability", choices=("best_effort", "reliable"), default="best_effort")
+    parser.add_argument("--out", required=True, help="where to write the JSON result")
+    args = parser.parse_args(argv)
+    result = run(args)
+    with open(args.out, "w", encoding="utf-8") as f:
+        json.dump(result, f)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""``headpose-ros bench-ros``: headpose_node over real ROS 2 next to the estimator alone, in one run.
+
+1. The estimator alone (this process) on the bench's 640x480 one-face frames: time per frame and frame rate.
+2. headpose_node in its own process (``python -m headpose_ros.ros.node``, default parameters, ``device`` cpu);
+   once it has subscribed, its CPU use while idle (no images) over ``--idle-seconds``.
+3. A camera peer in a third process (:mod:`headpose_ros.ros.bench_peer`) publishes the same frames as raw
+   ``bgr8`` images at ``--rate`` Hz for ``--seconds`` and measures the latency from each image's stamp to its
+   ``/head_pose``; the node's CPU use under load and its own counters (received, processed, skipped) from
+   ``/diagnostics``.
+
+Printed: the node's processed rate as a fraction of ``min(rate, estimator rate)``, latency p50/p95/p99 next to
+the estimator's time per frame, and idle and loaded CPU (% of one core). ROS traffic stays on this machine:
+``ROS_AUTOMATIC_DISCOVERY_RANGE`` is LOCALHOST (or OFF if set so), in a domain id of its own unless one is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from ..estimator.config import EstimatorConfig
+from ..estimator.errors import HeadPoseError
+from ..ros.environment import subprocess_environment
+from .bench import FRAME_SIZE, machine_info, make_frames
+from .common import write_json
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` and its threads (Linux /proc)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def estimator_alone(frames: list[np.ndarray], seconds: float) -> dict[str, Any]:
+    """The default CPU estimator on ``frames`` (cycled) for about ``seconds``: ms per frame and frames/s."""
+    from ..estimator.pipeline import HeadPoseEstimator
+
+    estimator = HeadPoseEstimator(EstimatorConfig(device="cpu"))
+    try:
+        for frame in frames[:3]:  # warm-up
+            estimator.process(frame)
+        times, faces = [], []
+        start = time.perf_counter()
+        i = 0
+        while time.perf_counter() - start < seconds:
+            t0 = time.perf_counter()
+            result = estimator.process(frames[i % len(frames)])
+            times.append(time.perf_counter() - t0)
+            faces.append(len(result.faces))
+            i += 1
+        wall = time.perf_counter() - start
+    finally:
+        estimator.close()
+    ms = np.asarray(times) * 1000.0
+    return {"frames": i, "fps": round(i / wall, 2), "ms_mean": round(float(ms.mean()), 2),
+            "ms_p50": round(float(np.median(ms)), 2), "ms_p95": round(float(np.percentile(ms, 95)), 2),
+            "faces_found_mean": round(float(np.mean(faces)), 2)}
+
+
+class _Lines:
+    """Collects a process's output lines in a thread; ``wait_for(text)`` blocks until a line contains it."""
+
+    def __init__(self, stream: Any):
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream: Any) -> None:
+        for raw in stream:
+            with self._cond:
+                self.lines.append(raw.decode(errors="replace").rstrip())
+                self._cond.notify_all()
+
+    def wait_for(self, text: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not any(text in line for line in self.lines):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+            return True
+
+
+def node_under_load(frames: list[np.ndarray], args: argparse.Namespace) -> dict[str, Any]:
+    """Start the node, measure it idle, then under the peer's frames; its figures."""
+    env = subprocess_environment(PYTHONUNBUFFERED="1")
+    with tempfile.TemporaryDirectory(prefix="headpose_bench_ros_") as tmp:
+        frames_file, out_file = Path(tmp) / "frames.npy", Path(tmp) / "peer.json"
+        np.save(frames_file, np.stack(frames))
+        node = subprocess.Popen([sys.executable, "-m", "headpose_ros.ros.node", "--ros-args", "-r",
+                                 "image:=/bench/image_raw", "-p", "device:=cpu", "-p",
+                                 f"qos.reliability:={args.reliability}"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        output = _Lines(node.stdout)
+        try:
+            if not output.wait_for("subscribed to", args.wait):
+                raise HeadPoseError("headpose_node did not start:\n" + "\n".join(output.lines[-20:]))
+            time.sleep(1.0)  # let start-up settle
+            c0, t0 = cpu_seconds(node.pid), time.monotonic()
+            time.sleep(args.idle_seconds)
+            idle = (cpu_seconds(node.pid) - c0) / (time.monotonic() - t0)
+            peer = subprocess.Popen([sys.executable, "-m", "headpose_ros.ros.bench_peer", "--frames",
+                                     str(frames_file), "--rate", str(args.rate), "--seconds", str(args.seconds),
+                                     "--reliability", args.reliability, "--out", str(out_file)], env=env)
+            c0, t0 = cpu_seconds(node.pid), time.monotonic()
+            if peer.wait(timeout=args.seconds + args.wait + 30) != 0:
+                raise HeadPoseError(f"the camera peer failed (exit {peer.returncode})")
+            loaded = (cpu_seconds(node.pid) - c0) / (time.monotonic() - t0)
+            result = json.loads(out_file.read_text(encoding="utf-8"))
+        finally:
+            node.send_signal(signal.SIGINT)
+            try:
+                node.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                node.kill()
+                node.wait()
+    result.update(node_cpu_idle_pct=round(100 * idle, 2), node_cpu_loaded_pct=round(100 * loaded, 1),
+                  node_exit_code=node.returncode)
+    return result
+
+
+def format_report(est: dict[str, Any], node: dict[str, Any], rate: float) -> str:
+    achievable = min(rate, est["fps"])
+    diag = node.get("node_diagnostics", {})
+    lat = node["latency_ms"]
+    lines = [
+        f"estimator alone: {est['fps']:.1f} frames/s, {est['ms_mean']:.1f} ms per frame (p50 {est['ms_p50']:.1f}, "
+        f"p95 {est['ms_p95']:.1f}), {est['faces_found_mean']:.2f} faces found per frame",
+        f"node: published {node['published']} frames at {node['publish_rate_hz']:.1f} Hz; /head_pose "
+        f"{node['pose_rate_hz']:.1f} Hz = {node['pose_rate_hz'] / achievable:.0%} of min(rate, estimator) = "
+        f"{achievable:.1f}",
+        f"node counters: received {diag.get('frames_received', '?')}, processed {diag.get('frames_processed', '?')}, "
+        f"skipped {diag.get('frames_skipped', '?')}, failed {diag.get('frames_failed', '?')}",
+        f"latency image stamp -> /head_pose: p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms "
+        f"(p50 = {lat['p50'] / est['ms_mean']:.2f}x the estimator's time per frame)" if lat["p50"] is not None
+        else "latency: no /head_pose received",
+        f"node CPU: idle {node['node_cpu_idle_pct']:.1f} % of a core, under load {node['node_cpu_loaded_pct']:.0f} %",
+    ]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """The ``bench-ros`` command."""
+    frames = make_frames(1, 8, args.seed)
+    machine = machine_info()
+    est = estimator_alone(frames, args.estimator_seconds)
+    node = node_under_load(frames, args)
+    print(f"bench-ros: {FRAME_SIZE[0]}x{FRAME_SIZE[1]} bgr8 frames with one face at {args.rate:g} Hz for "
+          f"{args.seconds:g} s ({args.reliability}), {machine['cpus_usable']} usable CPUs, load average at start "
+          f"{machine['load_average_at_start']}")
+    print(format_report(est, node, args.rate))
+    if args.json:
+        write_json(args.json, {"estimator": est, "node": node, "rate_hz": args.rate, "machine": machine})
+    return 0 if node["poses"] > 0 else 1
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``bench-ros`` command."""
+    parser = subparsers.add_parser(
+        "bench-ros", help="the ROS 2 node's rate, latency and CPU next to the estimator alone (needs ROS 2)",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=30.0, help="camera frames per second (default 30)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="seconds of publishing (default 20)")
+    parser.add_argument("--estimator-seconds", type=float, default=10.0,
+                        help="seconds of the estimator-alone measurement (default 10)")
+    parser.add_argument("--idle-seconds", type=float, default=10.0, help="seconds of idle CPU measurement")
+    parser.add_argument("--reliability", choices=("best_effort", "reliable"), default="best_effort",
+                        help="QoS of the camera publisher and the node's subscription")
+    parser.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the node to start")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the frames")
+    parser.add_argument("--json", metavar="FILE", help="write all figures as JSON")
+    parser.set_defaults(func=run)
