@@ -4,7 +4,8 @@ The real default pipeline runs on the astronaut portrait. A probe node in this p
 mono8 frames (reliable and best-effort publishers), malformed frames between good ones, and camera_info; it changes
 parameters through the node's parameter services and collects every output. When the tests are done,
 launch_testing stops the launch with SIGINT; the post-shutdown tests check the exit code, the log and the last
-markers. Launch arguments used here: image, camera_info, params_file, namespace, device, rviz:=false,
+markers; a pyhri-like consumer follows the REP-155 face topics through a scene of people entering and
+leaving. Launch arguments used here: image, camera_info, params_file, namespace, device, rviz:=false,
 use_sim_time:=false (test_launch_signals_ros.py runs the others: image_transport, use_sim_time:=true).
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import math
 import unittest
 
+import numpy as np
 import pytest
 
 launch_testing = pytest.importorskip("launch_testing", reason="needs launch_testing (ROS 2 or the test kit)")
@@ -214,6 +216,8 @@ class TestNodeThroughTheMiddleware(unittest.TestCase):
         got = call(client.get_parameters(["max_faces", "primary_face", "device"])).values
         self.assertEqual((got[0].integer_value, got[1].string_value, got[2].string_value),
                          (1, "longest_tracked", "cpu"))
+        restored = call(client.set_parameters([Parameter("max_faces", value=16)])).results  # for the tests below
+        self.assertTrue(restored[0].successful)
 
     def test_7_markers_and_diagnostics(self):
         p = probe()
@@ -225,6 +229,72 @@ class TestNodeThroughTheMiddleware(unittest.TestCase):
         values = {kv.key: kv.value for kv in statuses[-1].values}
         self.assertGreater(int(values["frames_processed"]), 0)
         self.assertIn("CPU", values["device"].upper())  # device: cpu from the launch argument
+
+
+    def test_8_rep155_faces_follow_a_scene_of_people_entering_and_leaving(self):
+        """A pyhri-like consumer: follows /humans/faces/tracked, subscribes to each new face's topics as its id
+        appears and drops them when it goes; ids agree with the TF frames; lost faces' topics disappear."""
+        from hri_msgs.msg import FacialLandmarks, IdsList, NormalizedRegionOfInterest2D
+        from sensor_msgs.msg import Image
+
+        from headpose_ros.tools.bench import make_frames
+
+        p = probe()
+        node = p["probe"].node
+        tracked: list = []
+        follower: dict = {}  # face id -> {subtopic: received messages}, while the id is tracked
+        seen: dict = {}
+
+        def on_tracked(msg):
+            tracked.append((msg.header.stamp.sec, list(msg.ids)))
+            for face_id in msg.ids:
+                if face_id not in follower:
+                    got = seen.setdefault(face_id, {"roi": [], "cropped": [], "aligned": [], "landmarks": []})
+                    subs = [node.create_subscription(t, f"/humans/faces/{face_id}/{name}", got[name].append, 10)
+                            for name, t in (("roi", NormalizedRegionOfInterest2D), ("cropped", Image),
+                                            ("aligned", Image), ("landmarks", FacialLandmarks))]
+                    follower[face_id] = subs
+            for face_id in [i for i in follower if i not in msg.ids]:
+                for sub in follower.pop(face_id):
+                    node.destroy_subscription(sub)
+
+        node.create_subscription(IdsList, "/humans/faces/tracked", on_tracked, 10)
+        p["probe"].node.get_logger().info("scene: one person, then four, then nobody")
+        scene = [(200, scene_bgr()), (210, make_frames(4, 1, seed=3)[0]), (220, np.full((480, 640, 3), 90, np.uint8))]
+        for sec, frame in scene:
+            msg = image_message(frame, "bgr8", FRAME, sec)
+            want = 0 if sec == 220 else (1 if sec == 200 else 4)
+
+            def counted(sec=sec, want=want):
+                return [ids for s, ids in tracked if s == sec and len(ids) == want]
+
+            Probe.wait_for(counted, 60.0, every=lambda m=msg: p["reliable"].publish(m), period=0.3)
+            self.assertTrue(counted(), f"/humans/faces/tracked at {sec}: {[t for t in tracked if t[0] == sec][-3:]}")
+            if want:
+                ids = counted()[-1]
+                self.assertEqual(len(set(ids)), want)
+                for face_id in ids:
+                    self.assertTrue(face_id[0].isalpha() and face_id.isalnum(), face_id)
+                    got = Probe.wait_for(lambda f=face_id: all(seen[f].values()) and seen[f], 20.0,
+                                         every=lambda m=msg: p["reliable"].publish(m), period=0.3)
+                    self.assertTrue(got, f"face {face_id}: {[(k, len(v)) for k, v in seen[face_id].items()]}")
+                    roi, crop = seen[face_id]["roi"][-1], seen[face_id]["cropped"][-1]
+                    self.assertEqual(roi.header.frame_id, FRAME)
+                    self.assertTrue(0 <= roi.xmin < roi.xmax <= 1 and 0 <= roi.ymin < roi.ymax <= 1)
+                    self.assertEqual((crop.width, crop.height, crop.encoding), (128, 128, "bgr8"))
+                    self.assertGreater(len(seen[face_id]["landmarks"][-1].landmarks), 60)
+                    self.assertIn(f"face_{face_id}", transforms_at(sec), "TF and topic ids differ")
+        # nobody in view: after max_missed frames the node destroys the lost faces' publishers
+        gone = set(seen)
+
+        def topics_gone():
+            names = [n for n, _ in node.get_topic_names_and_types()]
+            return not [n for n in names if any(f"/humans/faces/{i}/" in n for i in gone)]
+
+        empty = image_message(scene[-1][1], "bgr8", FRAME, 230)
+        self.assertTrue(Probe.wait_for(topics_gone, 30.0, every=lambda: p["reliable"].publish(empty), period=0.3),
+                        "lost faces' topics still advertised")
+        self.assertFalse(follower)
 
 
 @launch_testing.post_shutdown_test()

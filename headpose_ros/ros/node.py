@@ -129,6 +129,7 @@ class HeadPoseNode(Node):  # type: ignore[misc,valid-type]
         self._last_info_warning = -math.inf
         self._lock = threading.Lock()
         self._make_publishers()
+        self.hri_topics = self._make_hri_topics()
         self.processor: LatestFrameProcessor[tuple[Any, Optional[CameraIntrinsics]], CoreResult] = \
             LatestFrameProcessor(self._process, self._publish, self._on_frame_error,
                                  max_rate=self.values["max_rate"], name="headpose-worker")
@@ -155,6 +156,27 @@ class HeadPoseNode(Node):  # type: ignore[misc,valid-type]
         self.pub_debug = self.create_publisher(Image, "~/debug_image", 2)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.send_transforms = self._make_tf_sender()
+
+    def _make_hri_topics(self) -> Any:
+        """The REP-155 face topics (/humans/faces/...), or None when hri.enabled is false or hri_msgs is missing."""
+        if not self.values["hri.enabled"]:
+            return None
+        try:
+            import hri_msgs.msg  # noqa: F401
+        except ImportError:
+            self.get_logger().warning("hri_msgs is not installed: the REP-155 face topics (/humans/faces/...) are "
+                                      "off; install hri_msgs or set hri.enabled: false to silence this")
+            return None
+        from rclpy.event_handler import PublisherEventCallbacks
+
+        from . import hri
+
+        # No QoS-event handlers on these publishers: they are created and destroyed in the worker thread, and rclpy
+        # 7.1 kills an executor's spin (InvalidHandle) when an event handler is destroyed while it builds a wait set.
+        backend = hri.NodePublishers(self, self.types,
+                                     event_callbacks=PublisherEventCallbacks(use_default_callbacks=False))
+        return hri.FaceTopics(self.types, backend, (self.values["hri.face_width"], self.values["hri.face_height"]),
+                              self.values["keypoint_threshold"])
 
     def _make_tf_sender(self) -> Optional[Callable[[list[Any]], None]]:
         """A function that publishes TransformStamped messages on /tf, or None when TF cannot be published."""
@@ -276,9 +298,12 @@ class HeadPoseNode(Node):  # type: ignore[misc,valid-type]
         if v["debug_image"] and self.pub_debug.get_subscription_count() > 0:
             from .draw import draw_debug
 
-            drawn = draw_debug(result.image, result.faces, result.ids, result.primary_id, result.intrinsics,
-                               v["keypoint_threshold"], v["tf_prefix"])
+            drawn = draw_debug(result.image, result.faces, result.face_ids, result.primary_face_id,
+                               result.intrinsics, v["keypoint_threshold"], v["tf_prefix"])
             self.pub_debug.publish(messages.image_msg(t, h, drawn))
+        if self.hri_topics is not None:
+            self.hri_topics.keypoint_threshold = v["keypoint_threshold"]
+            self.hri_topics.update(result, v["tf_prefix"])
         self.window.result(result.frame.stages_ms, len(result.faces))
 
     def _on_frame_error(self, item: Any, exc: BaseException) -> None:
@@ -294,6 +319,11 @@ class HeadPoseNode(Node):  # type: ignore[misc,valid-type]
         """Stop the worker (after its current frame), clear the markers, release the backends."""
         if not self.processor.stop(timeout=10.0):
             self.get_logger().warning("the estimator worker did not stop within 10 s; exiting anyway")
+        if self.hri_topics is not None:
+            try:
+                self.hri_topics.close()  # the worker, the only other user, has stopped
+            except Exception:  # noqa: BLE001 - the context may be gone already
+                pass
         try:
             if rclpy is not None and rclpy.ok():
                 self.pub_markers.publish(messages.delete_all_markers(self.types, messages.HeaderData(0, 0, "")))
