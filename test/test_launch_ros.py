@@ -319,4 +319,3 @@ class TestAfterSigint(unittest.TestCase):
         finally:
             p["probe"].close()
             PROBE.clear()
-

@@ -10,7 +10,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..estimator.draw import draw_face
+from ..estimator.draw import draw_face, draw_legend
 from ..estimator.types import CameraIntrinsics, FaceResult
 from . import frames
 
@@ -29,10 +29,12 @@ def draw_debug(image_bgr: np.ndarray, faces: Sequence[FaceResult], face_ids: Seq
 
     canvas = np.ascontiguousarray(image_bgr, dtype=np.uint8).copy()
     height, width = canvas.shape[:2]
-    cam = intrinsics if intrinsics is not None and intrinsics.is_valid() else CameraIntrinsics.guess(width, height)
+    calibrated = intrinsics is not None and intrinsics.is_valid()
+    cam = intrinsics if calibrated else CameraIntrinsics.guess(width, height)
     scale = max(1.0, max(height, width) / 640.0)
+    draw_legend(canvas, calibrated)
     for face, token in zip(faces, face_ids):
-        draw_face(canvas, face, cam, keypoint_threshold=keypoint_threshold)
+        draw_face(canvas, face, cam, keypoint_threshold=keypoint_threshold, line_of_sight=not calibrated)
         primary = token == primary_face_id
         text = frames.face_frame(token, prefix) + (" (primary)" if primary else "")
         box = face.box

@@ -377,8 +377,9 @@ def main(args: Optional[list[str]] = None) -> int:
 
 def run(args: Optional[list[str]] = None) -> int:
     """The node's life: 0 after a clean shutdown (SIGINT, SIGTERM, SIGHUP), 1 when it cannot start."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("GLOG_minloglevel", "2")
+    from ..estimator.quiet import quiet_logs
+
+    quiet_logs()  # before TensorFlow and MediaPipe load: the node speaks through ROS logging only
     if rclpy is None:
         return _fail(f"ROS 2 Python (rclpy) is not importable ({_ROS_IMPORT_ERROR}); source "
                      f"/opt/ros/<distro>/setup.bash and your workspace's install/setup.bash")
