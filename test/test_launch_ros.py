@@ -230,7 +230,6 @@ class TestNodeThroughTheMiddleware(unittest.TestCase):
         self.assertGreater(int(values["frames_processed"]), 0)
         self.assertIn("CPU", values["device"].upper())  # device: cpu from the launch argument
 
-
     def test_8_rep155_faces_follow_a_scene_of_people_entering_and_leaving(self):
         """A pyhri-like consumer: follows /humans/faces/tracked, subscribes to each new face's topics as its id
         appears and drops them when it goes; ids agree with the TF frames; lost faces' topics disappear."""
