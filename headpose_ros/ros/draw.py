@@ -32,7 +32,8 @@ def draw_debug(image_bgr: np.ndarray, faces: Sequence[FaceResult], face_ids: Seq
     calibrated = intrinsics is not None and intrinsics.is_valid()
     cam = intrinsics if calibrated else CameraIntrinsics.guess(width, height)
     scale = max(1.0, max(height, width) / 640.0)
-    draw_legend(canvas, calibrated)
+    if faces:  # no face, no drawing: the frame goes out as it came
+        draw_legend(canvas, calibrated)
     for face, token in zip(faces, face_ids):
         draw_face(canvas, face, cam, keypoint_threshold=keypoint_threshold, line_of_sight=not calibrated)
         primary = token == primary_face_id
