@@ -92,13 +92,18 @@ class HeadPoseEstimator:
         if pairs:
             maps = np.stack([k.heatmaps for _, k in pairs]).astype(np.float32, copy=False)
             angles = self.regressor.predict(maps)
+            # The regressor's pose is the one its heatmap frame shows; a frame turned in the image (levelled on
+            # the eyes) is turned back about the line of sight.
+            turn = -geometry.heatmap_frame_rotation_deg(np.stack([k.to_heatmap for _, k in pairs]))
+            if np.any(np.abs(turn) > 1e-9):
+                angles = geometry.compose_line_of_sight_roll(angles, turn)
             calibrated = intrinsics is not None and intrinsics.is_valid()
             cam = intrinsics if calibrated else CameraIntrinsics.guess(width, height)
-            for (box, kp), ypr in zip(pairs, angles):
-                anchor = self._anchor(kp.keypoints.xy, kp.keypoints.confidence)
+            anchors = [self._anchor(k.keypoints.xy, k.keypoints.confidence) for _, k in pairs]
+            if calibrated:  # a guessed focal length (e.g. of a face crop) would turn the pose wrongly
+                angles = geometry.camera_poses_from_apparent(angles, np.array(anchors), cam)
+            for (box, kp), ypr, anchor in zip(pairs, angles, anchors):
                 pose = HeadPose(*(float(a) for a in ypr))
-                if calibrated:  # a guessed focal length (e.g. of a face crop) would turn the pose wrongly
-                    pose = geometry.camera_pose_from_apparent(pose, *anchor, cam)
                 position, is_ray = self._position(kp.keypoints.xy, kp.keypoints.confidence, pose, intrinsics, anchor,
                                                   cam)
                 faces.append(FaceResult(box, kp.keypoints, pose, position, is_ray, heatmaps=kp.heatmaps,

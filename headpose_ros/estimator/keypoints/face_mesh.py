@@ -1,15 +1,23 @@
 """Five keypoints from MediaPipe's 468-point face mesh model (``face_landmark.tflite``, bundled in mediapipe).
 
-The mesh model runs on a square crop around each face box, in two passes, as MediaPipe's own face-mesh graph
-does between frames: the first pass on an upright crop around the detector's box, the second on a crop
-re-centred and rotated by the first pass's landmarks, so that rolled faces and any detector's box habits are
-undone. The five points are mesh landmarks: the nose tip, each eye's centre (mean of its corners and lids)
-and, for each "ear", the face outline at the tragus level. The mesh places all five on every face,
-including an ear turned away (where it is extrapolated). Its face-presence score says how face-like the crop
-looks and falls near 0 for many profile faces that the detector found and whose keypoints are still usable
-(10 % of the development faces beyond 45 deg yaw), so it does not reject faces unless ``min_presence`` is
-raised; the keypoints' confidence is ``0.7 + 0.3 * presence``, the range the default model was trained on.
-Heatmaps are rendered with :func:`headpose_ros.estimator.heatmaps.keypoints_to_heatmaps`.
+The mesh model runs on a square crop around each face, rotated so that the face is upright in it, as
+MediaPipe's own face-mesh graph does: when the detector gave eye keypoints (BlazeFace does), one pass on a crop
+around the detector's box rotated by the line through its eyes (any roll, up to upside down); without them
+(the dlib detectors), a first pass on an upright crop and a second on a crop re-centred and rotated by the
+first pass's landmarks; a second pass also where the mesh finds the face turned in the detector-aligned crop by
+more than ``realign_deg`` (BlazeFace's eyes are coarse on rolled faces). ``passes`` forces one or two passes. The five points are mesh landmarks: the nose tip,
+each eye's centre (mean of its corners and lids) and, for each "ear", the face outline at the tragus level.
+The mesh places all five on every face, including an ear turned away (where it is extrapolated). Its
+face-presence score says how face-like the crop looks and falls near 0 for many profile faces that the
+detector found and whose keypoints are still usable (10 % of the development faces beyond 45 deg yaw), so it
+does not reject faces unless ``min_presence`` is raised; the keypoints' confidence is ``0.7 + 0.3 * presence``,
+the range the default model was trained on.
+
+Heatmaps are rendered with :func:`headpose_ros.estimator.heatmaps.keypoints_to_heatmaps`. With ``level``
+(the default) they are drawn in a frame turned so that the mesh's eye line is level: the regressor then
+always sees an upright face (its training covers roll to +-45 deg only), and the pipeline turns its pose back
+about the line of sight by the frame's rotation, which ``FaceKeypoints.to_heatmap`` carries
+(:func:`headpose_ros.estimator.geometry.heatmap_frame_rotation_deg`).
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import numpy as np
 
 from ..errors import BackendUnavailableError, ConfigError
 from ..heatmaps import keypoints_to_heatmaps
-from ..types import NUM_KEYPOINTS, FaceBox, FaceKeypoints, Keypoints
+from ..types import LEFT_EYE, NUM_KEYPOINTS, RIGHT_EYE, FaceBox, FaceKeypoints, Keypoints
 
 #: Mesh landmark indices averaged into each keypoint, in KEYPOINT_NAMES order (subject's right/left).
 LANDMARKS: tuple[tuple[int, ...], ...] = (
@@ -49,6 +57,26 @@ def bundled_model_path() -> Path:
     return path
 
 
+def eye_angle(right: np.ndarray, left: np.ndarray) -> np.ndarray:
+    """Angle (radians, clockwise on screen) of the line from the subject's right eye to the left one; (...,2) px."""
+    d = np.asarray(left, dtype=np.float64) - np.asarray(right, dtype=np.float64)
+    return np.arctan2(d[..., 1], d[..., 0])
+
+
+def levelled_heatmaps(xy: np.ndarray, conf: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Heatmaps (N, 96, 96, 5) of keypoints (N, 5, 2) turned about their mean so that the eyes are level, and the
+    frames (N, 2, 3) from image pixels to heatmap pixels they are drawn in (rotation included)."""
+    angle = eye_angle(xy[:, RIGHT_EYE], xy[:, LEFT_EYE])
+    c, s = np.cos(-angle), np.sin(-angle)
+    rot = np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)  # (N, 2, 2): turns by -angle
+    centre = xy.mean(axis=1)
+    level = np.einsum("nab,nkb->nka", rot, xy - centre[:, None]) + centre[:, None]
+    maps, frames = keypoints_to_heatmaps(level, conf, threshold)
+    linear = np.einsum("nab,nbc->nac", frames[:, :, :2], rot)
+    offset = np.einsum("nab,nb->na", frames[:, :, :2], centre - np.einsum("nab,nb->na", rot, centre)) + frames[:, :, 2]
+    return maps, np.concatenate([linear, offset[:, :, None]], axis=2)
+
+
 def crop_transform(cx: float, cy: float, side: float, angle_rad: float, size: int = INPUT_SIZE) -> np.ndarray:
     """2x3 affine from image pixels to a ``size``-pixel square crop of side ``side`` (image px) centred on (cx, cy),
     rotated by ``angle_rad`` (the crop's x axis runs along that image direction)."""
@@ -62,10 +90,11 @@ class FaceMeshKeypoints:
 
     heatmap_kind = "rendered"
 
-    def __init__(self, passes: int = 2, crop_scale: float = 1.5, min_presence: float = 0.0, threshold: float = 0.3,
-                 model_path: Optional[str] = None, num_threads: int = 1):
-        if passes not in (1, 2):
-            raise ConfigError(f"face_mesh passes must be 1 or 2, not {passes!r}")
+    def __init__(self, passes: "int | str" = "auto", crop_scale: float = 1.5, min_presence: float = 0.0,
+                 threshold: float = 0.3, model_path: Optional[str] = None, num_threads: int = 1, level: bool = True,
+                 realign_deg: float = 10.0):
+        if passes not in (1, 2, "auto"):
+            raise ConfigError(f"face_mesh passes must be 1, 2 or auto, not {passes!r}")
         if not 1.0 <= float(crop_scale) <= 4.0:
             raise ConfigError(f"face_mesh crop_scale must lie in [1, 4], not {crop_scale!r}")
         path = Path(model_path) if model_path else bundled_model_path()
@@ -86,7 +115,8 @@ class FaceMeshKeypoints:
         outputs = sorted(self._interp.get_output_details(), key=lambda d: -int(np.prod(d["shape"])))
         self._landmarks_out, self._presence_out = outputs[0]["index"], outputs[1]["index"]
         self._batch = 0
-        self.passes, self.crop_scale = int(passes), float(crop_scale)
+        self.passes, self.crop_scale, self.level = passes, float(crop_scale), bool(level)
+        self.realign_deg = float(realign_deg)
         self.min_presence, self.threshold = float(min_presence), float(threshold)
 
     def _run(self, image_bgr: np.ndarray, transforms: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -120,26 +150,54 @@ class FaceMeshKeypoints:
         centre = np.array([[c, s], [-s, c]]).T @ (0.5 * (lo + hi))
         return crop_transform(centre[0], centre[1], self.crop_scale * float(np.max(hi - lo)), angle)
 
+    def _first_transform(self, box: FaceBox) -> np.ndarray:
+        """The crop of a detector's box: square, ``crop_scale`` times its longer side, turned by its eye keypoints
+        (BlazeFace's right and left eye, rows 0 and 1) when it has them, else upright."""
+        kps = box.keypoints
+        angle = float(eye_angle(kps[0], kps[1])) if kps is not None and np.all(np.isfinite(kps[:2])) else 0.0
+        return crop_transform(*box.center, self.crop_scale * max(box.width, box.height), angle)
+
     def mesh(self, image_bgr: np.ndarray, boxes: Sequence[FaceBox]) -> tuple[np.ndarray, np.ndarray]:
         """The full mesh (N, 468, 2) image pixels and presence (N,) for each box, after all passes."""
         if not boxes:
             return np.zeros((0, 468, 2)), np.zeros(0)
-        transforms = [crop_transform(*b.center, self.crop_scale * max(b.width, b.height), 0.0) for b in boxes]
-        points, presence = self._run(image_bgr, transforms)
-        if self.passes == 2:
-            points, presence = self._run(image_bgr, [self._refined_transform(p) for p in points])
+        first = [self._first_transform(b) for b in boxes]
+        points, presence = self._run(image_bgr, first)
+        # A second pass where asked for, where no detector keypoints aligned the crop, or where the mesh finds the
+        # face turned in its crop by more than ``realign_deg`` (BlazeFace's eyes are coarse on rolled faces).
+        turned = np.degrees(np.abs(np.angle(np.exp(1j * (
+            eye_angle(points[:, list(LANDMARKS[1])].mean(1), points[:, list(LANDMARKS[2])].mean(1))
+            - np.array([math.atan2(-m[1, 0], m[0, 0]) for m in first]))))))
+        again = [i for i, b in enumerate(boxes) if self.passes == 2 or (
+            self.passes == "auto" and (b.keypoints is None or turned[i] > self.realign_deg))]
+        if again:
+            points[again], presence[again] = self._run(image_bgr, [self._refined_transform(points[i]) for i in again])
         return points, presence
 
-    def locate(self, image_bgr: np.ndarray, boxes: Sequence[FaceBox]) -> list[Optional[FaceKeypoints]]:
-        """Keypoints and rendered heatmaps per box; None where the mesh says there is no face."""
-        points, presence = self.mesh(image_bgr, boxes)
+    def mesh_from_landmarks(self, image_bgr: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One pass on crops set by each face's previous landmarks (N, 468, 2), as MediaPipe tracks between
+        frames: the mesh (N, 468, 2) image pixels and presence (N,)."""
+        if len(landmarks) == 0:
+            return np.zeros((0, 468, 2)), np.zeros(0)
+        return self._run(image_bgr, [self._refined_transform(p) for p in landmarks])
+
+    def keypoints_from_mesh(self, points: np.ndarray, presence: np.ndarray) -> list[Optional[FaceKeypoints]]:
+        """Five keypoints and their heatmaps from meshes (N, 468, 2) and presence (N,); None below
+        ``min_presence``."""
         if len(points) == 0:
             return []
         xy = np.stack([points[:, list(idx)].mean(axis=1) for idx in LANDMARKS], axis=1)  # (N, 5, 2)
         conf = np.repeat(0.7 + 0.3 * presence[:, None], NUM_KEYPOINTS, axis=1)
-        maps, frames = keypoints_to_heatmaps(xy, conf, self.threshold)
+        if self.level:
+            maps, frames = levelled_heatmaps(xy, conf, self.threshold)
+        else:
+            maps, frames = keypoints_to_heatmaps(xy, conf, self.threshold)
         return [
             FaceKeypoints(Keypoints(xy[i], conf[i]), maps[i], frames[i], landmarks=points[i])
             if presence[i] >= self.min_presence else None
             for i in range(len(points))
         ]
+
+    def locate(self, image_bgr: np.ndarray, boxes: Sequence[FaceBox]) -> list[Optional[FaceKeypoints]]:
+        """Keypoints and rendered heatmaps per box; None where the mesh says there is no face."""
+        return self.keypoints_from_mesh(*self.mesh(image_bgr, boxes))
