@@ -10,7 +10,7 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(exclude=["test", "test.*"]),
-    package_data={"headpose_ros.estimator": ["models/*.weights.h5", "models/*.json", "models/*.md"]},
+    package_data={"headpose_ros.estimator": ["models/*.weights.h5", "models/*.tflite", "models/*.json", "models/*.md"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

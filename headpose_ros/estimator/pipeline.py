@@ -60,6 +60,7 @@ class HeadPoseEstimator:
             "keypoints": self.config.keypoints,
             "model": str(self.regressor.weights_path),
             "device": self.regressor.device,
+            "runtime": getattr(self.regressor, "runtime", "keras"),
         }
 
     def _select(self, boxes: list[FaceBox], width: int, height: int) -> list[FaceBox]:

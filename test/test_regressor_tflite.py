@@ -1,0 +1,69 @@
+"""The regressor's TFLite runtime: the shipped exports match Keras, the export is checked against its card."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from headpose_ros.estimator.errors import ModelFileError
+from headpose_ros.estimator.heatmaps import keypoints_to_heatmaps
+from headpose_ros.estimator.regressor import MODELS_DIR, HeadPoseRegressor
+from headpose_ros.tools.synth import PROFILES, generate
+
+
+def _heatmaps(n: int = 64) -> np.ndarray:
+    data = generate(n, 3, PROFILES["face_mesh"])
+    return keypoints_to_heatmaps(data.xy, data.confidence, 0.3)[0]
+
+
+@pytest.mark.parametrize("name", ["default", "openpose"])
+def test_shipped_tflite_matches_keras_within_a_hundredth_of_a_degree(name):
+    tflite = HeadPoseRegressor(name, "cpu")
+    keras = HeadPoseRegressor(str(MODELS_DIR / f"{name}.weights.h5"), "cpu")
+    assert tflite.runtime == "tflite" and keras.runtime == "keras"
+    maps = _heatmaps()
+    for batch in (maps[:1], maps[:4], maps):  # batch sizes change the interpreter's tensors
+        np.testing.assert_allclose(tflite.predict(batch), keras.predict(batch), atol=0.01, rtol=0)
+
+
+def test_tflite_path_forces_tflite_and_h5_path_forces_keras():
+    assert HeadPoseRegressor("default.tflite", "cpu").runtime == "tflite"
+    assert HeadPoseRegressor(str(MODELS_DIR / "default.weights.h5"), "cpu").runtime == "keras"
+
+
+def _copy_model(tmp_path):
+    for suffix in (".weights.h5", ".json", ".tflite"):
+        shutil.copy(MODELS_DIR / f"default{suffix}", tmp_path / f"m{suffix}")
+    card = json.loads((tmp_path / "m.json").read_text())
+    card["tflite"]["file"] = "m.tflite"
+    (tmp_path / "m.json").write_text(json.dumps(card))
+    return tmp_path
+
+
+def test_a_corrupted_export_is_refused_when_forced_and_skipped_otherwise(tmp_path, monkeypatch):
+    from headpose_ros.estimator import regressor
+
+    folder = _copy_model(tmp_path)
+    data = bytearray((folder / "m.tflite").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (folder / "m.tflite").write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="sha256"):
+        HeadPoseRegressor(str(folder / "m.tflite"), "cpu")
+    monkeypatch.setattr(regressor, "MODELS_DIR", folder)
+    assert HeadPoseRegressor("m", "cpu").runtime == "keras"  # by name: falls back to the weights
+
+
+def test_an_export_of_other_weights_is_not_used(tmp_path, monkeypatch):
+    from headpose_ros.estimator import regressor
+
+    folder = _copy_model(tmp_path)
+    shutil.copy(MODELS_DIR / "openpose.tflite", folder / "m.tflite")  # a valid TFLite file, but of the openpose weights
+    monkeypatch.setattr(regressor, "MODELS_DIR", folder)
+    card = json.loads((folder / "m.json").read_text())
+    card["tflite"]["sha256"] = regressor.file_sha256(folder / "m.tflite")  # even with its own sha recorded
+    card["tflite"]["weights_sha256"] = "0" * 64
+    (folder / "m.json").write_text(json.dumps(card))
+    assert HeadPoseRegressor("m", "cpu").runtime == "keras"
+    with pytest.raises(ModelFileError, match="not exported from"):
+        HeadPoseRegressor(str(folder / "m.tflite"), "cpu")
