@@ -36,6 +36,8 @@ LABEL_SCALE_DEG = 120.0
 ARCHITECTURE = "gupta2019"
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 _GPU_FALLBACK_LOGGED = False
+#: Whether a model named without a suffix runs its 8-bit export (``NAME.int8.tflite``) on the CPU.
+AUTO_INT8 = False
 
 
 @dataclass
@@ -79,7 +81,8 @@ def resolve_model_path(model: str) -> Path:
     if model.endswith(".tflite"):
         path = Path(model).expanduser()
         path = path if os.sep in model else MODELS_DIR / path
-        return path.with_name(path.name[: -len(".tflite")] + ".weights.h5")
+        stem = path.name[: -len(".int8.tflite")] if path.name.endswith(".int8.tflite") else path.name[: -len(".tflite")]
+        return path.with_name(stem + ".weights.h5")
     if os.sep in model or model.endswith(".h5"):
         return Path(model).expanduser()
     return MODELS_DIR / f"{model}.weights.h5"
@@ -89,17 +92,21 @@ def card_path(weights: Path) -> Path:
     return weights.with_name(weights.name.replace(".weights.h5", "") + ".json")
 
 
-def tflite_path(weights: Path) -> Path:
-    """Where the TFLite export of a weights file lives: ``NAME.tflite`` beside ``NAME.weights.h5``."""
-    return weights.with_name(weights.name.replace(".weights.h5", "") + ".tflite")
+def tflite_path(weights: Path, int8: bool = False) -> Path:
+    """Where the TFLite export of a weights file lives: ``NAME.tflite`` (``NAME.int8.tflite``) beside
+    ``NAME.weights.h5``."""
+    return weights.with_name(weights.name.replace(".weights.h5", "") + (".int8.tflite" if int8 else ".tflite"))
 
 
-def export_tflite(model, path: Path) -> dict[str, Any]:
-    """Write a Keras model of :func:`build_model` as a float32 TFLite file; returns its card entry
-    (``file``, ``sha256``)."""
+def export_tflite(model, path: Path, int8: bool = False) -> dict[str, Any]:
+    """Write a Keras model of :func:`build_model` as a TFLite file: float32, or with ``int8`` its weights
+    quantized to 8 bits (TFLite's dynamic-range quantization: activations stay float; no calibration data, so
+    the export is deterministic). Returns its card entry (``file``, ``sha256``)."""
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if int8:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
     path = Path(path)
     path.write_bytes(converter.convert())
     return {"file": path.name, "sha256": file_sha256(path)}
@@ -194,15 +201,17 @@ class HeadPoseRegressor:
         self._interp = None
         if model.endswith(".tflite") or (not model.endswith(".h5") and os.sep not in model
                                          and self.device == "/CPU:0"):
-            self._load_tflite(forced=model.endswith(".tflite"), weights_sha=weights_sha)
+            self._load_tflite(forced=model.endswith(".tflite"), weights_sha=weights_sha,
+                              int8=model.endswith(".int8.tflite") or (not model.endswith(".tflite") and AUTO_INT8))
         if self.runtime == "keras":
             self._load_keras()
         self.predict(np.zeros((1, HEATMAP_SIZE, HEATMAP_SIZE, NUM_KEYPOINTS), np.float32))  # trace / allocate now
 
-    def _load_tflite(self, forced: bool, weights_sha: Optional[str]) -> None:
+    def _load_tflite(self, forced: bool, weights_sha: Optional[str], int8: bool) -> None:
         """Use the TFLite export when it exists and was exported from these weights (else Keras, or an error when
         ``forced``)."""
-        path, entry = tflite_path(self.weights_path), self.card.extra.get("tflite") or {}
+        path = tflite_path(self.weights_path, int8)
+        entry = self.card.extra.get("tflite_int8" if int8 else "tflite") or {}
         problem = None
         if not path.is_file():
             problem = f"{path} does not exist"
@@ -228,7 +237,7 @@ class HeadPoseRegressor:
         self._in = self._interp.get_input_details()[0]["index"]
         self._out = self._interp.get_output_details()[0]["index"]
         self._batch = 0
-        self.runtime, self.model_path = "tflite", path
+        self.runtime, self.model_path = "tflite_int8" if int8 else "tflite", path
 
     def _load_keras(self) -> None:
         import tensorflow as tf

@@ -210,10 +210,11 @@ def run(args: argparse.Namespace) -> int:
     weights = args.out / f"{args.name}.weights.h5"
     model.save_weights(str(weights))
     weights_sha = file_sha256(weights)
-    tflite = {**export_tflite(model, tflite_path(weights)), "weights_sha256": weights_sha}  # the CPU runtime
+    tflite = {**export_tflite(model, tflite_path(weights)), "weights_sha256": weights_sha}  # the CPU runtimes
+    tflite_int8 = {**export_tflite(model, tflite_path(weights, True), int8=True), "weights_sha256": weights_sha}
     ModelCard(
         name=args.name, heatmap_kind=kind, keypoint_source="openpose" if kind == "openpose" else args.keypoints,
-        extra={"sha256": weights_sha, "tflite": tflite, "training": {
+        extra={"sha256": weights_sha, "tflite": tflite, "tflite_int8": tflite_int8, "training": {
             "data": sources, "validation": f"sequences {args.val_sequences}" if val_parts else "5% of training samples",
             "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
             "init": args.init, "threshold": args.threshold, "final_val_mae_deg": history[-1]["val_mae"],

@@ -115,6 +115,11 @@ def non_max_suppression(boxes: Sequence[FaceBox], iou_threshold: float) -> list[
     return kept
 
 
+def eye_tilt_deg(keypoints: np.ndarray) -> float:
+    """Tilt (degrees, clockwise on screen, in (-180, 180]) of the line from a detection's right eye to its left."""
+    return math.degrees(math.atan2(keypoints[1, 1] - keypoints[0, 1], keypoints[1, 0] - keypoints[0, 0]))
+
+
 def quarter_turn(width: int, height: int, turns: int) -> np.ndarray:
     """2x3 affine taking continuous pixel coordinates of a ``width`` x ``height`` image to those of the image
     turned ``turns`` x 90 deg clockwise."""
@@ -204,20 +209,24 @@ class MediaPipeFaceDetector:
     """BlazeFace short- and/or full-range; boxes in image pixels, scores are the detector's, in [0, 1].
 
     BlazeFace finds faces rolled up to about +-45 deg (weakly, with misplaced keypoints, beyond). ``turns``
-    says when the ``turn_models`` (default ``short``: the full-range model costs about three times as much) also
-    look at the image turned by a quarter, a half and three quarters of a turn (tflite runtime only): ``1``
+    says when the ``turn_models`` (default ``full``: the short-range model's keypoints barely follow a face's roll,
+    so they cannot tell which turn shows a face upright) also look at the image turned by a quarter, a half
+    and three quarters of a turn (tflite runtime only): ``1``
     never, ``4`` (the default) always, ``auto`` only when the upright pass found no face, a face scoring below
     ``turn_below`` or one whose eye line is tilted beyond 30 deg (cheaper, but a confident upright face, true
     or false, then hides a rolled one). A face found in a turned image counts only if it scores at least
     ``turn_min_score`` (the turned passes are a search for what the upright one cannot see: they are held to
     a higher score, so as not to multiply false faces) and its eyes say it is rolled within 60 deg of that
-    turn (a detection at the edge of a turn's range has misplaced keypoints); and of the detections of one face the best-scoring one wins, with its
-    keypoints: they set the face mesh's crop, so faces at any roll, upside down included, get an upright crop.
+    turn (a detection at the edge of a turn's range has misplaced keypoints). It replaces the upright
+    detections of the same face when its eyes say the face is rolled beyond 50 deg (the upright model's eyes
+    barely follow roll) or when it outscores them by ``turn_margin`` (turned detections of profile faces
+    otherwise won and cost accuracy on the development sets). The winner's keypoints set the face
+    mesh's crop, so faces at any roll, upside down included, get an upright crop.
     """
 
     def __init__(self, models: str = "both", min_score: float = 0.3, nms_iou: float = 0.3, runtime: str = "tflite",
-                 num_threads: int = 1, turns: "int | str" = 4, turn_below: float = 0.7, turn_models: str = "short",
-                 turn_min_score: float = 0.75):
+                 num_threads: int = 1, turns: "int | str" = 4, turn_below: float = 0.7, turn_models: str = "full",
+                 turn_min_score: float = 0.75, turn_margin: float = 0.1):
         names = ["short", "full"] if models == "both" else [models]
         if any(n not in _MODEL_SELECTION for n in names):
             raise ConfigError(f"mediapipe detector models must be short, full or both, not {models!r}")
@@ -228,7 +237,7 @@ class MediaPipeFaceDetector:
         if turns not in (1, 4, "auto"):
             raise ConfigError(f"mediapipe detector turns must be 1, 4 or auto, not {turns!r}")
         self.nms_iou, self.runtime, self.turn_below = float(nms_iou), runtime, float(turn_below)
-        self.turn_min_score = float(turn_min_score)
+        self.turn_min_score, self.turn_margin = float(turn_min_score), float(turn_margin)
         self.turns = 1 if runtime == "graph" else turns
         turned = ["short", "full"] if turn_models == "both" else [turn_models]
         if any(n not in _MODEL_SELECTION for n in turned):
@@ -268,7 +277,7 @@ class MediaPipeFaceDetector:
                 continue
             b, k, s = detector.detect(image_bgr, turn)
             for i in range(len(s)):
-                roll = math.degrees(math.atan2(k[i, 1, 1] - k[i, 0, 1], k[i, 1, 0] - k[i, 0, 0]))
+                roll = eye_tilt_deg(k[i])
                 if turn == 0 or (s[i] >= self.turn_min_score and abs((roll + 90.0 * turn + 180.0) % 360.0 - 180.0) <= 60.0):
                     boxes.append(FaceBox(*map(float, b[i]), float(s[i]), k[i]))
         return boxes
@@ -279,7 +288,7 @@ class MediaPipeFaceDetector:
             return True
         for b in boxes:
             k = b.keypoints
-            if b.score < self.turn_below or abs(math.degrees(math.atan2(k[1, 1] - k[0, 1], k[1, 0] - k[0, 0]))) > 30:
+            if b.score < self.turn_below or abs(eye_tilt_deg(k)) > 30:
                 return True
         return False
 
@@ -289,11 +298,17 @@ class MediaPipeFaceDetector:
             rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
             boxes = [b for detector in self._detectors for b in self._graph_detect(detector, rgb)]
             return non_max_suppression(boxes, self.nms_iou)
-        boxes = self._turned(image_bgr, 0)
-        if self.turns == 4 or (self.turns == "auto" and self._doubtful(non_max_suppression(boxes, self.nms_iou))):
-            for turn in (1, 2, 3):
-                boxes.extend(self._turned(image_bgr, turn))
-        return non_max_suppression(boxes, self.nms_iou)
+        upright = non_max_suppression(self._turned(image_bgr, 0), self.nms_iou)
+        if not (self.turns == 4 or (self.turns == "auto" and self._doubtful(upright))):
+            return upright
+        turned = non_max_suppression([b for turn in (1, 2, 3) for b in self._turned(image_bgr, turn)], self.nms_iou)
+        kept = list(upright)
+        for box in turned:  # a turned detection replaces upright ones of the same face: see the class docstring
+            rivals = [u for u in upright if u.iou(box) > self.nms_iou]
+            if not rivals or abs(eye_tilt_deg(box.keypoints)) > 50.0 or \
+                    box.score >= max(u.score for u in rivals) + self.turn_margin:
+                kept = [k for k in kept if k not in rivals or k is box] + [box]
+        return sorted(kept, key=lambda b: b.score, reverse=True)
 
     def close(self) -> None:
         for detector in self._detectors:

@@ -13,11 +13,14 @@ detector found and whose keypoints are still usable (10 % of the development fac
 does not reject faces unless ``min_presence`` is raised; the keypoints' confidence is ``0.7 + 0.3 * presence``,
 the range the default model was trained on.
 
-Heatmaps are rendered with :func:`headpose_ros.estimator.heatmaps.keypoints_to_heatmaps`. With ``level``
-(the default) they are drawn in a frame turned so that the mesh's eye line is level: the regressor then
-always sees an upright face (its training covers roll to +-45 deg only), and the pipeline turns its pose back
+Heatmaps are rendered with :func:`headpose_ros.estimator.heatmaps.keypoints_to_heatmaps`. A face whose eye line
+tilts beyond ``level_beyond_deg`` (default 30 deg; 180: never) has them drawn in a frame turned toward level
+(fully level from twice that tilt, see :func:`levelled_heatmaps`): the regressor's training covers roll to
++-45 deg only, and the pipeline turns its pose back
 about the line of sight by the frame's rotation, which ``FaceKeypoints.to_heatmap`` carries
-(:func:`headpose_ros.estimator.geometry.heatmap_frame_rotation_deg`).
+(:func:`headpose_ros.estimator.geometry.heatmap_frame_rotation_deg`). Faces within the limit are drawn as
+before: levelling every face (``0``) cost accuracy on turned heads of the development sets (the eye line of a
+head turned and pitched tilts without any roll).
 """
 
 from __future__ import annotations
@@ -63,10 +66,17 @@ def eye_angle(right: np.ndarray, left: np.ndarray) -> np.ndarray:
     return np.arctan2(d[..., 1], d[..., 0])
 
 
-def levelled_heatmaps(xy: np.ndarray, conf: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """Heatmaps (N, 96, 96, 5) of keypoints (N, 5, 2) turned about their mean so that the eyes are level, and the
-    frames (N, 2, 3) from image pixels to heatmap pixels they are drawn in (rotation included)."""
-    angle = eye_angle(xy[:, RIGHT_EYE], xy[:, LEFT_EYE])
+def levelled_heatmaps(xy: np.ndarray, conf: np.ndarray, threshold: float,
+                      beyond_deg: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Heatmaps (N, 96, 96, 5) of keypoints (N, 5, 2) turned about their mean to level the eye line, and the
+    frames (N, 2, 3) from image pixels to heatmap pixels they are drawn in (rotation included).
+
+    An eye line tilted by up to ``beyond_deg`` is left as it is, one tilted by twice that or more is levelled,
+    and in between the turn grows linearly (no jump in the pose as a head rolls through). 0: level every face.
+    """
+    tilt = eye_angle(xy[:, RIGHT_EYE], xy[:, LEFT_EYE])
+    limit = math.radians(beyond_deg)
+    angle = tilt * (np.clip((np.abs(tilt) - limit) / limit, 0.0, 1.0) if limit > 0 else 1.0)
     c, s = np.cos(-angle), np.sin(-angle)
     rot = np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)  # (N, 2, 2): turns by -angle
     centre = xy.mean(axis=1)
@@ -91,8 +101,8 @@ class FaceMeshKeypoints:
     heatmap_kind = "rendered"
 
     def __init__(self, passes: "int | str" = "auto", crop_scale: float = 1.5, min_presence: float = 0.0,
-                 threshold: float = 0.3, model_path: Optional[str] = None, num_threads: int = 1, level: bool = True,
-                 realign_deg: float = 10.0):
+                 threshold: float = 0.3, model_path: Optional[str] = None, num_threads: int = 1,
+                 level_beyond_deg: float = 30.0, realign_deg: float = 10.0):
         if passes not in (1, 2, "auto"):
             raise ConfigError(f"face_mesh passes must be 1, 2 or auto, not {passes!r}")
         if not 1.0 <= float(crop_scale) <= 4.0:
@@ -115,7 +125,9 @@ class FaceMeshKeypoints:
         outputs = sorted(self._interp.get_output_details(), key=lambda d: -int(np.prod(d["shape"])))
         self._landmarks_out, self._presence_out = outputs[0]["index"], outputs[1]["index"]
         self._batch = 0
-        self.passes, self.crop_scale, self.level = passes, float(crop_scale), bool(level)
+        if not 0.0 <= float(level_beyond_deg) <= 180.0:
+            raise ConfigError(f"face_mesh level_beyond_deg must lie in [0, 180], not {level_beyond_deg!r}")
+        self.passes, self.crop_scale, self.level_beyond_deg = passes, float(crop_scale), float(level_beyond_deg)
         self.realign_deg = float(realign_deg)
         self.min_presence, self.threshold = float(min_presence), float(threshold)
 
@@ -188,8 +200,8 @@ class FaceMeshKeypoints:
             return []
         xy = np.stack([points[:, list(idx)].mean(axis=1) for idx in LANDMARKS], axis=1)  # (N, 5, 2)
         conf = np.repeat(0.7 + 0.3 * presence[:, None], NUM_KEYPOINTS, axis=1)
-        if self.level:
-            maps, frames = levelled_heatmaps(xy, conf, self.threshold)
+        if self.level_beyond_deg < 180.0:
+            maps, frames = levelled_heatmaps(xy, conf, self.threshold, self.level_beyond_deg)
         else:
             maps, frames = keypoints_to_heatmaps(xy, conf, self.threshold)
         return [
