@@ -106,21 +106,3 @@ def test_upside_down_gives_the_right_pose_or_no_face_never_a_confident_upright_o
         expected = g.compose_line_of_sight_roll(up[None], np.array([angle]))[0]
         assert _rotation_error_deg(face.pose.as_array(), expected) < MAX_ERROR_DEG
         assert abs(face.pose.roll) > 90.0  # upside down, not upright
-
-
-def test_without_the_turned_search_a_face_rolled_90_deg_is_not_read_as_upright(estimator):
-    """Detector turns = 1 (upright only): a rolled face may be missed, but one that is found is not upright."""
-    from headpose_ros.estimator.config import EstimatorConfig
-    from headpose_ros.estimator.pipeline import HeadPoseEstimator
-
-    est = HeadPoseEstimator(EstimatorConfig(device="cpu", detector_options={"turns": 1}),
-                            regressor=estimator.regressor)
-    try:
-        img = _padded(False)
-        for angle in (-90, 90):
-            turned, m = _turned(img, angle)
-            face = _face_near(est.process(turned), m @ np.append(FACE, 1.0))
-            if face is not None:
-                assert abs(face.pose.roll) > 30.0, (angle, face.pose)
-    finally:
-        est.close()

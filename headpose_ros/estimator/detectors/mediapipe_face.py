@@ -20,7 +20,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -209,24 +209,25 @@ class MediaPipeFaceDetector:
     """BlazeFace short- and/or full-range; boxes in image pixels, scores are the detector's, in [0, 1].
 
     BlazeFace finds faces rolled up to about +-45 deg (weakly, with misplaced keypoints, beyond). ``turns``
-    says when the ``turn_models`` (default ``full``: the short-range model's keypoints barely follow a face's roll,
-    so they cannot tell which turn shows a face upright) also look at the image turned by a quarter, a half
-    and three quarters of a turn (tflite runtime only): ``1``
+    says when the ``turn_models`` (default ``both``; the short-range model's keypoints barely follow a face's roll,
+    the full-range model's do, and each finds turned faces the other misses) also look at the image turned by a
+    quarter, a half and three quarters of a turn (tflite runtime only): ``1``
     never, ``4`` (the default) always, ``auto`` only when the upright pass found no face, a face scoring below
     ``turn_below`` or one whose eye line is tilted beyond 30 deg (cheaper, but a confident upright face, true
     or false, then hides a rolled one). A face found in a turned image counts only if it scores at least
     ``turn_min_score`` (the turned passes are a search for what the upright one cannot see: they are held to
     a higher score, so as not to multiply false faces) and its eyes say it is rolled within 60 deg of that
     turn (a detection at the edge of a turn's range has misplaced keypoints). It replaces the upright
-    detections of the same face when its eyes say the face is rolled beyond 50 deg (the upright model's eyes
-    barely follow roll) or when it outscores them by ``turn_margin`` (turned detections of profile faces
-    otherwise won and cost accuracy on the development sets). The winner's keypoints set the face
+    detections of the same face only when it outscores them, by ``turn_margin`` for a quarter turn (turned
+    detections of profile faces otherwise won and cost accuracy on the development sets), by any amount upside
+    down (the upright models half-see many upside-down faces, and the face mesh then fits a face to them); an upright detection of a face rolled
+    beyond about 50 deg, whose eyes are then misplaced, is put right by the face mesh (see its ``retry``). The winner's keypoints set the face
     mesh's crop, so faces at any roll, upside down included, get an upright crop.
     """
 
     def __init__(self, models: str = "both", min_score: float = 0.3, nms_iou: float = 0.3, runtime: str = "tflite",
-                 num_threads: int = 1, turns: "int | str" = 4, turn_below: float = 0.7, turn_models: str = "full",
-                 turn_min_score: float = 0.75, turn_margin: float = 0.1):
+                 num_threads: int = 1, turns: "int | str" = 4, turn_below: float = 0.7, turn_models: str = "both",
+                 turn_min_score: float = 0.7, turn_margin: float = 0.1):
         names = ["short", "full"] if models == "both" else [models]
         if any(n not in _MODEL_SELECTION for n in names):
             raise ConfigError(f"mediapipe detector models must be short, full or both, not {models!r}")
@@ -271,16 +272,18 @@ class MediaPipeFaceDetector:
     def _turned(self, image_bgr: np.ndarray, turn: int) -> list[FaceBox]:
         """Detections of every model in the image turned ``turn`` quarters clockwise, kept when their eyes say
         the face's roll lies within 60 deg of the turn's (-90 deg x turn)."""
-        boxes = []
+        per_model = []
         for index, detector in enumerate(self._detectors):
             if turn and index not in self._turn_models:
                 continue
             b, k, s = detector.detect(image_bgr, turn)
-            for i in range(len(s)):
-                roll = eye_tilt_deg(k[i])
-                if turn == 0 or (s[i] >= self.turn_min_score and abs((roll + 90.0 * turn + 180.0) % 360.0 - 180.0) <= 60.0):
-                    boxes.append(FaceBox(*map(float, b[i]), float(s[i]), k[i]))
-        return boxes
+            per_model.append([FaceBox(*map(float, b[i]), float(s[i]), k[i]) for i in range(len(s)) if turn == 0 or (
+                s[i] >= self.turn_min_score and abs((eye_tilt_deg(k[i]) + 90.0 * turn + 180.0) % 360.0 - 180.0) <= 60)])
+        if len(per_model) == 2:  # the short-range model's eyes barely follow roll: take the full-range model's
+            full = per_model[1]
+            per_model[0] = [replace(box, keypoints=max(full, key=box.iou).keypoints)
+                            if full and max(box.iou(f) for f in full) > self.nms_iou else box for box in per_model[0]]
+        return [box for boxes in per_model for box in boxes]
 
     def _doubtful(self, boxes: Sequence[FaceBox]) -> bool:
         """Whether the upright pass may have missed or misread a rolled face."""
@@ -301,12 +304,14 @@ class MediaPipeFaceDetector:
         upright = non_max_suppression(self._turned(image_bgr, 0), self.nms_iou)
         if not (self.turns == 4 or (self.turns == "auto" and self._doubtful(upright))):
             return upright
-        turned = non_max_suppression([b for turn in (1, 2, 3) for b in self._turned(image_bgr, turn)], self.nms_iou)
+        found = {turn: self._turned(image_bgr, turn) for turn in (1, 2, 3)}
+        upside_down = {id(b) for b in found[2]}
+        turned = non_max_suppression([b for boxes in found.values() for b in boxes], self.nms_iou)
         kept = list(upright)
         for box in turned:  # a turned detection replaces upright ones of the same face: see the class docstring
             rivals = [u for u in upright if u.iou(box) > self.nms_iou]
-            if not rivals or abs(eye_tilt_deg(box.keypoints)) > 50.0 or \
-                    box.score >= max(u.score for u in rivals) + self.turn_margin:
+            margin = 0.0 if id(box) in upside_down else self.turn_margin
+            if not rivals or box.score >= max(u.score for u in rivals) + margin:
                 kept = [k for k in kept if k not in rivals or k is box] + [box]
         return sorted(kept, key=lambda b: b.score, reverse=True)
 

@@ -4,8 +4,13 @@ The mesh model runs on a square crop around each face, rotated so that the face 
 MediaPipe's own face-mesh graph does: when the detector gave eye keypoints (BlazeFace does), one pass on a crop
 around the detector's box rotated by the line through its eyes (any roll, up to upside down); without them
 (the dlib detectors), a first pass on an upright crop and a second on a crop re-centred and rotated by the
-first pass's landmarks; a second pass also where the mesh finds the face turned in the detector-aligned crop by
-more than ``realign_deg`` (BlazeFace's eyes are coarse on rolled faces). ``passes`` forces one or two passes. The five points are mesh landmarks: the nose tip,
+first pass's landmarks; further passes (``max_passes`` in all) while the mesh finds the face turned in its crop
+by more than ``realign_deg`` (BlazeFace's eyes are coarse on rolled faces, and the mesh reads only part of a
+large roll left in its crop). Where the mesh finds no face (presence
+below ``retry_below``) in the detector-aligned crop, the crop turned by a quarter either way is tried too and
+kept if the mesh finds the face there (a quarter turn off is what BlazeFace's upright eyes do to a face rolled
+beyond ~50 deg; half a turn is not tried: the mesh sees a face in an upside-down one). ``passes`` forces one or
+two passes. The five points are mesh landmarks: the nose tip,
 each eye's centre (mean of its corners and lids) and, for each "ear", the face outline at the tragus level.
 The mesh places all five on every face, including an ear turned away (where it is extrapolated). Its
 face-presence score says how face-like the crop looks and falls near 0 for many profile faces that the
@@ -95,6 +100,15 @@ def crop_transform(cx: float, cy: float, side: float, angle_rad: float, size: in
     return np.array([[c, n, size / 2 - c * cx - n * cy], [-n, c, size / 2 + n * cx - c * cy]])
 
 
+def _turned(transform: np.ndarray, degrees: float, size: int = INPUT_SIZE) -> np.ndarray:
+    """A crop transform turned by ``degrees`` about the crop's centre (the crop's content turns the other way)."""
+    r = math.radians(degrees)
+    c, s = math.cos(r), math.sin(r)
+    half = size / 2.0
+    turn = np.array([[c, s, half - c * half - s * half], [-s, c, half + s * half - c * half], [0.0, 0.0, 1.0]])
+    return (turn @ np.vstack([transform, [0.0, 0.0, 1.0]]))[:2]
+
+
 class FaceMeshKeypoints:
     """Nose, eyes and ears from the face mesh; ``heatmap_kind = "rendered"``."""
 
@@ -102,7 +116,8 @@ class FaceMeshKeypoints:
 
     def __init__(self, passes: "int | str" = "auto", crop_scale: float = 1.5, min_presence: float = 0.0,
                  threshold: float = 0.3, model_path: Optional[str] = None, num_threads: int = 1,
-                 level_beyond_deg: float = 30.0, realign_deg: float = 10.0):
+                 level_beyond_deg: float = 30.0, realign_deg: float = 10.0, retry_below: float = 0.5,
+                 max_passes: int = 4):
         if passes not in (1, 2, "auto"):
             raise ConfigError(f"face_mesh passes must be 1, 2 or auto, not {passes!r}")
         if not 1.0 <= float(crop_scale) <= 4.0:
@@ -128,7 +143,7 @@ class FaceMeshKeypoints:
         if not 0.0 <= float(level_beyond_deg) <= 180.0:
             raise ConfigError(f"face_mesh level_beyond_deg must lie in [0, 180], not {level_beyond_deg!r}")
         self.passes, self.crop_scale, self.level_beyond_deg = passes, float(crop_scale), float(level_beyond_deg)
-        self.realign_deg = float(realign_deg)
+        self.realign_deg, self.retry_below, self.max_passes = float(realign_deg), float(retry_below), int(max_passes)
         self.min_presence, self.threshold = float(min_presence), float(threshold)
 
     def _run(self, image_bgr: np.ndarray, transforms: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -175,15 +190,34 @@ class FaceMeshKeypoints:
             return np.zeros((0, 468, 2)), np.zeros(0)
         first = [self._first_transform(b) for b in boxes]
         points, presence = self._run(image_bgr, first)
+        # Where the mesh finds no face in a detector-aligned crop, the detector's eyes may be off by a quarter turn
+        # (BlazeFace's upright model on a face rolled beyond ~50 deg): try the crop turned by +-90 deg.
+        doubt = [i for i, b in enumerate(boxes) if b.keypoints is not None and presence[i] < self.retry_below]
+        if doubt:
+            turned = [_turned(first[i], sign * 90.0) for i in doubt for sign in (1, -1)]
+            more_points, more_presence = self._run(image_bgr, turned)
+            for j, i in enumerate(doubt):
+                best = 2 * j + int(more_presence[2 * j + 1] > more_presence[2 * j])
+                if more_presence[best] >= self.retry_below and more_presence[best] > presence[i]:
+                    first[i], points[i], presence[i] = turned[best], more_points[best], more_presence[best]
         # A second pass where asked for, where no detector keypoints aligned the crop, or where the mesh finds the
         # face turned in its crop by more than ``realign_deg`` (BlazeFace's eyes are coarse on rolled faces).
-        turned = np.degrees(np.abs(np.angle(np.exp(1j * (
-            eye_angle(points[:, list(LANDMARKS[1])].mean(1), points[:, list(LANDMARKS[2])].mean(1))
-            - np.array([math.atan2(-m[1, 0], m[0, 0]) for m in first]))))))
-        again = [i for i, b in enumerate(boxes) if self.passes == 2 or (
-            self.passes == "auto" and (b.keypoints is None or turned[i] > self.realign_deg))]
-        if again:
-            points[again], presence[again] = self._run(image_bgr, [self._refined_transform(points[i]) for i in again])
+        # The mesh reads only part of a large roll left in its crop: up to ``max_passes`` passes in all.
+        again = [i for i, b in enumerate(boxes) if self.passes == 2 or (self.passes == "auto" and b.keypoints is None)]
+        crops = first
+        for _ in range(1 if self.passes == 2 else self.max_passes - 1):
+            if self.passes == "auto":
+                turned = np.degrees(np.abs(np.angle(np.exp(1j * (
+                    eye_angle(points[:, list(LANDMARKS[1])].mean(1), points[:, list(LANDMARKS[2])].mean(1))
+                    - np.array([math.atan2(-m[1, 0], m[0, 0]) for m in crops]))))))
+                again = sorted(set(again) | {i for i in range(len(boxes)) if turned[i] > self.realign_deg})
+            if not again:
+                break
+            crops = list(crops)
+            for i in again:
+                crops[i] = self._refined_transform(points[i])
+            points[again], presence[again] = self._run(image_bgr, [crops[i] for i in again])
+            again = []
         return points, presence
 
     def mesh_from_landmarks(self, image_bgr: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
