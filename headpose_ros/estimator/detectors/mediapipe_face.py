@@ -6,13 +6,14 @@ their boxes by non-maximum suppression, which measured best on the development s
 near faces, full-range alone misses faces that fill the frame.
 
 Two runtimes give the same detections (a test compares them): ``tflite`` (the default) runs the bundled
-``.tflite`` models through ``tf.lite.Interpreter`` (XNNPACK) and decodes them here exactly as MediaPipe's
-face-detection graph does (letterboxed input in [-1, 1], SSD anchors, sigmoid scores, weighted non-maximum
-suppression, letterbox removal); ``graph`` calls ``mediapipe.solutions.face_detection``, whose graph
-overhead cost more than the models themselves. As in the graph, each model keeps no detection below its own
-floor (0.5 short-range, 0.6 full-range) whatever ``min_score`` says; :class:`BlazeFaceTflite` alone takes any. Every box carries BlazeFace's six keypoints (right eye, left
-eye, nose tip, mouth, right ear tragion, left ear tragion; :data:`~headpose_ros.estimator.types.DETECTOR_KEYPOINT_NAMES`)
-in image pixels, which the face mesh uses to align its crop with the face's roll.
+``.tflite`` models through ``tf.lite.Interpreter`` (XNNPACK) and decodes them here exactly as MediaPipe's face-
+detection graph does (letterboxed input in [-1, 1], SSD anchors, sigmoid scores, weighted non-maximum suppression,
+letterbox removal); ``graph`` calls ``mediapipe.solutions.face_detection``, whose graph overhead cost more than
+the models themselves. As in the graph, each model keeps no detection below its own floor (0.5 short-range, 0.6
+full-range) whatever ``min_score`` says; :class:`BlazeFaceTflite` alone takes any. Every box carries BlazeFace's
+six keypoints (right eye, left eye, nose tip, mouth, right ear tragion, left ear tragion;
+:data:`~headpose_ros.estimator.types.DETECTOR_KEYPOINT_NAMES`) in image pixels, which the face mesh uses to align
+its crop with the face's roll.
 """
 
 from __future__ import annotations
@@ -208,21 +209,21 @@ class BlazeFaceTflite:
 class MediaPipeFaceDetector:
     """BlazeFace short- and/or full-range; boxes in image pixels, scores are the detector's, in [0, 1].
 
-    BlazeFace finds faces rolled up to about +-45 deg (weakly, with misplaced keypoints, beyond). ``turns``
-    says when the ``turn_models`` (default ``both``; the short-range model's keypoints barely follow a face's roll,
-    the full-range model's do, and each finds turned faces the other misses) also look at the image turned by a
-    quarter, a half and three quarters of a turn (tflite runtime only): ``1``
-    never, ``4`` (the default) always, ``auto`` only when the upright pass found no face, a face scoring below
-    ``turn_below`` or one whose eye line is tilted beyond 30 deg (cheaper, but a confident upright face, true
-    or false, then hides a rolled one). A face found in a turned image counts only if it scores at least
-    ``turn_min_score`` (the turned passes are a search for what the upright one cannot see: they are held to
-    a higher score, so as not to multiply false faces) and its eyes say it is rolled within 60 deg of that
-    turn (a detection at the edge of a turn's range has misplaced keypoints). It replaces the upright
-    detections of the same face only when it outscores them, by ``turn_margin`` for a quarter turn (turned
-    detections of profile faces otherwise won and cost accuracy on the development sets), by any amount upside
-    down (the upright models half-see many upside-down faces, and the face mesh then fits a face to them); an upright detection of a face rolled
-    beyond about 50 deg, whose eyes are then misplaced, is put right by the face mesh (see its ``retry``). The winner's keypoints set the face
-    mesh's crop, so faces at any roll, upside down included, get an upright crop.
+    BlazeFace finds faces rolled up to about +-45 deg (weakly, with misplaced keypoints, beyond). ``turns`` says
+    when the ``turn_models`` (default ``both``; the short-range model's keypoints barely follow a face's roll, the
+    full-range model's do, and each finds turned faces the other misses) also look at the image turned by a
+    quarter, a half and three quarters of a turn (tflite runtime only): ``1`` never, ``4`` (the default) always,
+    ``auto`` only when the upright pass found no face, a face scoring below ``turn_below`` or one whose eye line
+    is tilted beyond 30 deg (cheaper, but a confident upright face, true or false, then hides a rolled one). A
+    face found in a turned image counts only if it scores at least ``turn_min_score`` (the turned passes are a
+    search for what the upright one cannot see: they are held to a higher score, so as not to multiply false
+    faces) and its eyes say it is rolled within 60 deg of that turn (a detection at the edge of a turn's range has
+    misplaced keypoints). It replaces the upright detections of the same face only when it outscores them, by
+    ``turn_margin`` for a quarter turn (turned detections of profile faces otherwise won and cost accuracy on the
+    development sets), by any amount upside down (the upright models half-see many upside-down faces, and the face
+    mesh then fits a face to them); an upright detection of a face rolled beyond about 50 deg, whose eyes are then
+    misplaced, is put right by the face mesh (see its ``retry_below``). The winner's keypoints set the face mesh's crop,
+    so faces at any roll, upside down included, get an upright crop.
     """
 
     def __init__(self, models: str = "both", min_score: float = 0.3, nms_iou: float = 0.3, runtime: str = "tflite",
