@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -210,24 +210,24 @@ class MediaPipeFaceDetector:
     """BlazeFace short- and/or full-range; boxes in image pixels, scores are the detector's, in [0, 1].
 
     BlazeFace finds faces rolled up to about +-45 deg (weakly, with misplaced keypoints, beyond). ``turns`` says
-    when the ``turn_models`` (default ``both``; the short-range model's keypoints barely follow a face's roll, the
-    full-range model's do, and each finds turned faces the other misses) also look at the image turned by a
-    quarter, a half and three quarters of a turn (tflite runtime only): ``1`` never, ``4`` (the default) always,
-    ``auto`` only when the upright pass found no face, a face scoring below ``turn_below`` or one whose eye line
-    is tilted beyond 30 deg (cheaper, but a confident upright face, true or false, then hides a rolled one). A
-    face found in a turned image counts only if it scores at least ``turn_min_score`` (the turned passes are a
-    search for what the upright one cannot see: they are held to a higher score, so as not to multiply false
-    faces) and its eyes say it is rolled within 60 deg of that turn (a detection at the edge of a turn's range has
-    misplaced keypoints). It replaces the upright detections of the same face only when it outscores them, by
+    when the ``turn_models`` (default ``full``: its keypoints follow a face's roll, the short-range model's barely
+    do, and the short-range model in turned images added false faces) also look at the image turned by a quarter,
+    a half and three quarters of a turn (tflite runtime only): ``1`` never, ``4`` (the default) always, ``auto``
+    only when the upright pass found no face, a face scoring below ``turn_below`` or one whose eye line is tilted
+    beyond 30 deg (cheaper, but a confident upright face, true or false, then hides a rolled one). A face found in
+    a turned image counts only if it scores at least ``turn_min_score`` (the turned passes are a search for what
+    the upright one cannot see: they are held to a higher score, so as not to multiply false faces) and its eyes
+    say it is rolled within 60 deg of that turn (a detection at the edge of a turn's range has misplaced
+    keypoints). It replaces the upright detections of the same face only when it outscores them, by
     ``turn_margin`` for a quarter turn (turned detections of profile faces otherwise won and cost accuracy on the
     development sets), by any amount upside down (the upright models half-see many upside-down faces, and the face
     mesh then fits a face to them); an upright detection of a face rolled beyond about 50 deg, whose eyes are then
-    misplaced, is put right by the face mesh (see its ``retry_below``). The winner's keypoints set the face mesh's crop,
-    so faces at any roll, upside down included, get an upright crop.
+    misplaced, is put right by the face mesh (see its ``retry_below`` and ``max_passes``). The winner's keypoints
+    set the face mesh's crop, so faces at any roll, upside down included, get an upright crop.
     """
 
     def __init__(self, models: str = "both", min_score: float = 0.3, nms_iou: float = 0.3, runtime: str = "tflite",
-                 num_threads: int = 1, turns: "int | str" = 4, turn_below: float = 0.7, turn_models: str = "both",
+                 num_threads: int = 1, turns: "int | str" = 4, turn_below: float = 0.7, turn_models: str = "full",
                  turn_min_score: float = 0.7, turn_margin: float = 0.1):
         names = ["short", "full"] if models == "both" else [models]
         if any(n not in _MODEL_SELECTION for n in names):
@@ -280,10 +280,6 @@ class MediaPipeFaceDetector:
             b, k, s = detector.detect(image_bgr, turn)
             per_model.append([FaceBox(*map(float, b[i]), float(s[i]), k[i]) for i in range(len(s)) if turn == 0 or (
                 s[i] >= self.turn_min_score and abs((eye_tilt_deg(k[i]) + 90.0 * turn + 180.0) % 360.0 - 180.0) <= 60)])
-        if len(per_model) == 2:  # the short-range model's eyes barely follow roll: take the full-range model's
-            full = per_model[1]
-            per_model[0] = [replace(box, keypoints=max(full, key=box.iou).keypoints)
-                            if full and max(box.iou(f) for f in full) > self.nms_iou else box for box in per_model[0]]
         return [box for boxes in per_model for box in boxes]
 
     def _doubtful(self, boxes: Sequence[FaceBox]) -> bool:

@@ -116,7 +116,7 @@ class FaceMeshKeypoints:
 
     def __init__(self, passes: "int | str" = "auto", crop_scale: float = 1.5, min_presence: float = 0.0,
                  threshold: float = 0.3, model_path: Optional[str] = None, num_threads: int = 1,
-                 level_beyond_deg: float = 30.0, realign_deg: float = 10.0, retry_below: float = 0.5,
+                 level_beyond_deg: float = 30.0, realign_deg: float = 5.0, retry_below: float = 0.5,
                  max_passes: int = 4):
         if passes not in (1, 2, "auto"):
             raise ConfigError(f"face_mesh passes must be 1, 2 or auto, not {passes!r}")
