@@ -236,7 +236,9 @@ class HeadPoseRegressor:
                 raise ModelFileError(f"TFLite model {path} cannot be loaded: {exc}") from None
         self._in = self._interp.get_input_details()[0]["index"]
         self._out = self._interp.get_output_details()[0]["index"]
-        self._batch = 0
+        self._interp.resize_tensor_input(self._in, [1, HEATMAP_SIZE, HEATMAP_SIZE, NUM_KEYPOINTS])
+        self._interp.allocate_tensors()
+        self._batch = 1
         self.runtime, self.model_path = "tflite_int8" if int8 else "tflite", path
 
     def _load_keras(self) -> None:
@@ -276,6 +278,15 @@ class HeadPoseRegressor:
             raise ValueError(f"heatmaps must be (N, {', '.join(map(str, expected))}), not {batch.shape}")
         if batch.shape[0] == 0:
             return np.zeros((0, 3))
+        if self._interp is not None and self.runtime == "tflite_int8":
+            # Resizing the 8-bit (hybrid-kernel) interpreter more than once makes its destructor crash (TF 2.19):
+            # it stays at batch 1 and runs the faces one by one.
+            out = np.empty((batch.shape[0], 3), np.float32)
+            for i in range(batch.shape[0]):
+                self._interp.set_tensor(self._in, np.ascontiguousarray(batch[i:i + 1]))
+                self._interp.invoke()
+                out[i] = self._interp.get_tensor(self._out)[0]
+            return decode_labels(out, self.card.label_scale_deg)
         if self._interp is not None:
             if batch.shape[0] != self._batch:
                 self._interp.resize_tensor_input(self._in, list(batch.shape))
