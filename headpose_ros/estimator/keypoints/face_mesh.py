@@ -4,9 +4,9 @@ The mesh model runs on a square crop around each face, rotated so that the face 
 MediaPipe's own face-mesh graph does: when the detector gave eye keypoints (BlazeFace does), one pass on a crop
 around the detector's box rotated by the line through its eyes (any roll, up to upside down); without them
 (the dlib detectors), a first pass on an upright crop and a second on a crop re-centred and rotated by the
-first pass's landmarks; further passes (``max_passes`` in all) while the mesh finds the face turned in its crop
-by more than ``realign_deg`` (BlazeFace's eyes are coarse on rolled faces, and the mesh reads only part of a
-large roll left in its crop). Where the mesh finds no face (presence
+first pass's landmarks; further passes (``max_passes`` in all) where the mesh finds the face turned in its crop
+by more than ``realign_deg``, until it is within half of that (BlazeFace's eyes are coarse on rolled faces, and
+the mesh reads only part of a large roll left in its crop). Where the mesh finds no face (presence
 below ``retry_below``) in the detector-aligned crop, the crop turned by a quarter either way is tried too and
 kept if the mesh finds the face there (a quarter turn off is what BlazeFace's upright eyes do to a face rolled
 beyond ~50 deg; half a turn is not tried: the mesh sees a face in an upside-down one). ``passes`` forces one or
@@ -116,7 +116,7 @@ class FaceMeshKeypoints:
 
     def __init__(self, passes: "int | str" = "auto", crop_scale: float = 1.5, min_presence: float = 0.0,
                  threshold: float = 0.3, model_path: Optional[str] = None, num_threads: int = 1,
-                 level_beyond_deg: float = 30.0, realign_deg: float = 5.0, retry_below: float = 0.5,
+                 level_beyond_deg: float = 30.0, realign_deg: float = 10.0, retry_below: float = 0.5,
                  max_passes: int = 4):
         if passes not in (1, 2, "auto"):
             raise ConfigError(f"face_mesh passes must be 1, 2 or auto, not {passes!r}")
@@ -204,13 +204,14 @@ class FaceMeshKeypoints:
         # face turned in its crop by more than ``realign_deg`` (BlazeFace's eyes are coarse on rolled faces).
         # The mesh reads only part of a large roll left in its crop: up to ``max_passes`` passes in all.
         again = [i for i, b in enumerate(boxes) if self.passes == 2 or (self.passes == "auto" and b.keypoints is None)]
-        crops = first
+        crops, limit = first, self.realign_deg
         for _ in range(1 if self.passes == 2 else self.max_passes - 1):
             if self.passes == "auto":
                 turned = np.degrees(np.abs(np.angle(np.exp(1j * (
                     eye_angle(points[:, list(LANDMARKS[1])].mean(1), points[:, list(LANDMARKS[2])].mean(1))
                     - np.array([math.atan2(-m[1, 0], m[0, 0]) for m in crops]))))))
-                again = sorted(set(again) | {i for i in range(len(boxes)) if turned[i] > self.realign_deg})
+                again = sorted(set(again) | {i for i in range(len(boxes)) if turned[i] > limit})
+                limit = self.realign_deg / 2.0  # once realigning, until it is within half of it
             if not again:
                 break
             crops = list(crops)
