@@ -85,8 +85,8 @@ class HeadPoseEstimator:
             return None
         state.tracked(list(points))
         height, width = img.shape[:2]
-        return [box_of(p, s, width, height) for p, s in zip(points, state.scores)], source.keypoints_from_mesh(
-            points, presence)
+        boxes = [box_of(p, s, width, height, r) for p, s, r in zip(points, state.scores, state.relations)]
+        return boxes, source.keypoints_from_mesh(points, presence)
 
     def process(self, image: np.ndarray, intrinsics: Optional[CameraIntrinsics] = None,
                 channel_order: str = "bgr", video: bool = False) -> FrameResult:
@@ -113,8 +113,8 @@ class HeadPoseEstimator:
             t1 = time.perf_counter()
             located = self.keypoint_source.locate(img, boxes) if boxes else []
             if video:
-                kept = [(k.landmarks, b.score) for b, k in zip(boxes, located) if k is not None]
-                self.video.detected([m for m, _ in kept], [sc for _, sc in kept])
+                kept = [(k.landmarks, b) for b, k in zip(boxes, located) if k is not None]
+                self.video.detected([m for m, _ in kept], [b for _, b in kept])
         else:
             t1 = t0
             boxes, located = tracked

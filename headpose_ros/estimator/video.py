@@ -10,8 +10,9 @@ turned by their eye line, so a head may roll freely), and the detector runs agai
 - ``redetect_every`` frames have passed since the last detection (a new face may have entered).
 
 Single images never use this: :meth:`HeadPoseEstimator.process` detects on every frame unless ``video=True``.
-The box of a followed face is the bounding box of its mesh (tighter than the detector's), with the score of
-the detection that started it. Frames are assumed consecutive; :meth:`VideoState.reset` forgets everything
+The box of a followed face keeps the detector's habits: it is placed and sized relative to the bounds of the
+face's mesh as the detector's box was on the frame where the face was detected (so that box-overlap tracking
+sees the same box from frame to frame), with the score of that detection. Frames are assumed consecutive; :meth:`VideoState.reset` forgets everything
 (call it when the stream jumps).
 """
 
@@ -34,6 +35,8 @@ class VideoState:
     min_presence: float = 0.5
     landmarks: list[np.ndarray] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
+    #: Each followed face's detector box relative to its mesh bounds: (dx, dy, sx, sy), see :func:`box_of`.
+    relations: list[tuple[float, float, float, float]] = field(default_factory=list)
     since_detection: int = 0
     #: How the last frame was processed: "detect" or "track" (for statistics and tests).
     last_mode: Optional[str] = None
@@ -46,22 +49,41 @@ class VideoState:
 
     def reset(self) -> None:
         """Forget the followed faces: the next frame runs the detector."""
-        self.landmarks, self.scores, self.since_detection, self.last_mode = [], [], 0, None
+        self.landmarks, self.scores, self.relations, self.since_detection, self.last_mode = [], [], [], 0, None
 
     def wants_detection(self) -> bool:
         """Whether the next frame must run the detector (nothing followed, or ``redetect_every`` frames passed)."""
         return not self.landmarks or self.since_detection >= self.redetect_every
 
-    def detected(self, landmarks: list[np.ndarray], scores: list[float]) -> None:
-        """Record the faces of a frame where the detector ran."""
-        self.landmarks, self.scores, self.since_detection, self.last_mode = list(landmarks), list(scores), 1, "detect"
+    def detected(self, landmarks: list[np.ndarray], boxes: list[FaceBox]) -> None:
+        """Record the faces (meshes and detector boxes) of a frame where the detector ran."""
+        self.landmarks, self.scores = list(landmarks), [b.score for b in boxes]
+        self.relations = [relation(m, b) for m, b in zip(landmarks, boxes)]
+        self.since_detection, self.last_mode = 1, "detect"
 
     def tracked(self, landmarks: list[np.ndarray]) -> None:
         """Record the meshes of a frame where every followed face was found again."""
         self.landmarks, self.since_detection, self.last_mode = list(landmarks), self.since_detection + 1, "track"
 
 
-def box_of(landmarks: np.ndarray, score: float, width: int, height: int) -> FaceBox:
-    """The face box of a followed face: its mesh's bounds (image pixels, clipped to the image)."""
+def _bounds(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     lo, hi = landmarks.min(axis=0), landmarks.max(axis=0)
-    return FaceBox(float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]), float(score)).clipped(width, height)
+    return 0.5 * (lo + hi), np.maximum(hi - lo, 1e-6)
+
+
+def relation(landmarks: np.ndarray, box: FaceBox) -> tuple[float, float, float, float]:
+    """A detector box relative to a mesh's bounds: centre offset and size, in units of the bounds' size."""
+    centre, size = _bounds(landmarks)
+    return (float((box.center[0] - centre[0]) / size[0]), float((box.center[1] - centre[1]) / size[1]),
+            float(box.width / size[0]), float(box.height / size[1]))
+
+
+def box_of(landmarks: np.ndarray, score: float, width: int, height: int,
+           rel: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)) -> FaceBox:
+    """The face box of a followed face: its mesh's bounds moved and scaled by ``rel`` (:func:`relation`; the
+    default is the bounds themselves), image pixels, clipped to the image."""
+    centre, size = _bounds(landmarks)
+    cx, cy = centre + np.array(rel[:2]) * size
+    half = 0.5 * np.array(rel[2:]) * size
+    return FaceBox(float(cx - half[0]), float(cy - half[1]), float(cx + half[0]), float(cy + half[1]),
+                   float(score)).clipped(width, height)
