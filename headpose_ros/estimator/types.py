@@ -98,7 +98,9 @@ class FaceKeypoints:
     """What a keypoint source returns for one face: its keypoints and the (96, 96, 5) heatmaps of them.
 
     ``heatmaps`` is float32 in [0, 1], channels in :data:`KEYPOINT_NAMES` order; ``to_heatmap`` is the 2x3
-    affine map from image pixels to heatmap pixels that the heatmaps were drawn in.
+    affine map from image pixels to heatmap pixels that the heatmaps were drawn in. It may turn the image (the
+    face_mesh source levels strongly rolled faces): the pipeline then turns the regressor's pose back by that
+    turn, about the line of sight (:func:`headpose_ros.estimator.geometry.heatmap_frame_rotation_deg`).
     """
 
     keypoints: Keypoints
