@@ -10,7 +10,8 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(exclude=["test", "test.*"]),
-    package_data={"headpose_ros.estimator": ["models/*.weights.h5", "models/*.json", "models/*.md"],
+    package_data={"headpose_ros.estimator": ["models/*.weights.h5", "models/*.tflite", "models/*.json",
+                                             "models/*.md"],
                   # hri_msgs definitions (BSD 3-clause, see their LICENSE) for writing REP-155 topics into bags
                   "headpose_ros.ros": ["msg/hri_msgs/*.msg", "msg/hri_msgs/LICENSE", "msg/hri_msgs/README.md"]},
     data_files=[

@@ -343,3 +343,51 @@ def test_a_head_right_of_centre_facing_the_camera_has_positive_yaw() -> None:
                                        CameraIntrinsics(500.0, 500.0, 320.0, 240.0))
     assert pose.yaw == pytest.approx(np.degrees(np.arctan(250.0 / 500.0)))
     assert pose.pitch == pytest.approx(0.0, abs=1e-9)
+
+
+# --- in-plane rotation (levelled heatmap frames) and batches --------------------------------------------------
+
+@settings(max_examples=60, deadline=None)
+@given(poses, st.floats(-180.0, 180.0))
+def test_turning_the_image_about_the_line_of_sight_is_composing_rz(pose, angle):
+    """A centred head with pose R, seen in the image turned clockwise by `angle` about the principal point, projects
+    exactly like the head with pose compose_line_of_sight_roll(R, angle)."""
+    cam = CameraIntrinsics(600.0, 600.0, 320.0, 240.0)
+    composed = g.compose_line_of_sight_roll(pose.as_array()[None], np.array([angle]))[0]
+    centre = np.array([0.0, 0.0, 0.8])
+
+    def project(ypr):
+        pts = (g.rotation_from_ypr(*ypr) @ (g.HEAD_MODEL_MM / 1000.0).T).T + centre
+        return g.project_points(pts, cam)
+
+    c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+    turned = (project(pose.as_array()) - [320.0, 240.0]) @ np.array([[c, s], [-s, c]]) + [320.0, 240.0]
+    np.testing.assert_allclose(project(composed), turned, atol=1e-6)
+
+
+@given(st.floats(-60.0, 60.0), st.floats(-180.0, 180.0))
+def test_composing_adds_roll_for_an_upright_head(roll, angle):
+    composed = g.compose_line_of_sight_roll(np.array([[0.0, 0.0, roll]]), np.array([angle]))[0]
+    assert abs(composed[0]) < 1e-6 and abs(composed[1]) < 1e-6
+    assert abs(g.wrap_deg(composed[2] - roll - angle)) < 1e-6
+
+
+@given(st.floats(-179.0, 179.0), st.floats(0.1, 10.0))
+def test_heatmap_frame_rotation_reads_the_turn_of_an_affine(angle, scale):
+    r = math.radians(angle)
+    m = np.array([[scale * math.cos(r), -scale * math.sin(r), 5.0], [scale * math.sin(r), scale * math.cos(r), -3.0]])
+    assert abs(g.wrap_deg(g.heatmap_frame_rotation_deg(m) - angle)) < 1e-9
+    assert g.heatmap_frame_rotation_deg(np.array([[2.0, 0.0, 1.0], [0.0, 2.0, 1.0]])) == 0.0
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(poses, min_size=1, max_size=5), st.floats(0.0, 640.0), st.floats(0.0, 480.0))
+def test_vectorised_conversions_match_the_single_ones(pose_list, u, v):
+    cam = CameraIntrinsics(500.0, 520.0, 320.0, 240.0)
+    ypr = np.array([p.as_array() for p in pose_list])
+    uv = np.tile([u, v], (len(pose_list), 1))
+    batch = g.camera_poses_from_apparent(ypr, uv, cam)
+    for p, b in zip(pose_list, batch):
+        assert_angles_close(g.camera_pose_from_apparent(p, u, v, cam), HeadPose(*b), 1e-6)
+        assert_angles_close(g.ypr_from_rotation(g.rotation_from_ypr(*p.as_array())),
+                            HeadPose(*g.ypr_from_rotations(g.rotation_from_ypr(*p.as_array())[None])[0]), 1e-9)

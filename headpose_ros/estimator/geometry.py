@@ -181,6 +181,48 @@ def camera_pose_from_apparent(apparent: HeadPose, u: float, v: float, intrinsics
     return ypr_from_rotation(ray_rotation(u, v, intrinsics) @ r_apparent)
 
 
+# --- in-plane rotation and batches of faces ----------------------------------------------------------------
+
+def ypr_from_rotations(r_c_h: np.ndarray) -> np.ndarray:
+    """Vectorised :func:`ypr_from_rotation`: (N, 3, 3) R_C_H -> (N, 3) degrees (yaw, pitch, roll)."""
+    with np.errstate(all="ignore"):
+        a = Rotation.from_matrix(np.asarray(r_c_h, dtype=np.float64).reshape(-1, 3, 3)).as_euler("XYZ", degrees=True)
+    return np.stack([a[:, 1], -a[:, 0], a[:, 2]], axis=1)
+
+
+def heatmap_frame_rotation_deg(to_heatmap: np.ndarray) -> np.ndarray:
+    """How far (degrees, clockwise on screen) a 2x3 image-to-heatmap affine turns the image, for (..., 2, 3).
+
+    0 for the axis-aligned frames of :func:`headpose_ros.estimator.heatmaps.heatmap_frames`; a frame drawn so
+    that a face rolled by +r degrees looks level turns the image by -r.
+    """
+    m = np.asarray(to_heatmap, dtype=np.float64)
+    return np.degrees(np.arctan2(m[..., 1, 0], m[..., 0, 0]))
+
+
+def compose_line_of_sight_roll(ypr: np.ndarray, angle_deg: np.ndarray) -> np.ndarray:
+    """Poses (N, 3) degrees turned about the line of sight (the optical axis of the face's apparent view) by
+    ``angle_deg`` (N,) degrees, clockwise on screen: ``R' = Rz(angle) @ R``.
+
+    A head seen in an image turned clockwise by ``angle`` has this pose; for an upright head (yaw = pitch = 0)
+    it adds ``angle`` to the roll. The pipeline uses it to turn the pose of a levelled heatmap frame (turned
+    by ``heatmap_frame_rotation_deg``) back into the image: ``angle = -heatmap_frame_rotation_deg``.
+    """
+    ypr = np.asarray(ypr, dtype=np.float64).reshape(-1, 3)
+    angle = np.broadcast_to(np.asarray(angle_deg, dtype=np.float64).reshape(-1), (len(ypr),))
+    rz = Rotation.from_euler("Z", angle[:, None], degrees=True).as_matrix().reshape(-1, 3, 3)
+    return ypr_from_rotations(rz @ rotations_from_ypr(ypr))
+
+
+def camera_poses_from_apparent(ypr: np.ndarray, uv: np.ndarray, intrinsics: CameraIntrinsics) -> np.ndarray:
+    """Vectorised :func:`camera_pose_from_apparent`: apparent poses (N, 3) degrees of faces whose reference
+    pixels are ``uv`` (N, 2) -> camera-frame poses (N, 3) degrees."""
+    uv = np.asarray(uv, dtype=np.float64).reshape(-1, 2)
+    rays = np.stack([(uv[:, 0] - intrinsics.cx) / intrinsics.fx, (uv[:, 1] - intrinsics.cy) / intrinsics.fy,
+                     np.ones(len(uv))], axis=1)
+    return ypr_from_rotations(rotations_onto(rays) @ rotations_from_ypr(ypr))
+
+
 def estimate_position(
     keypoints_xy: np.ndarray,
     weights: np.ndarray,

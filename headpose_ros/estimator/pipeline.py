@@ -15,8 +15,9 @@ from .errors import ConfigError
 from .images import to_bgr8
 from .keypoints import KEYPOINT_SOURCES, KeypointSource
 from .regressor import HeadPoseRegressor
-from .types import (HEATMAP_SIZE, LEFT_EYE, NUM_KEYPOINTS, RIGHT_EYE, CameraIntrinsics, FaceBox, FaceResult,
-                    FrameResult, HeadPose)
+from .types import (HEATMAP_SIZE, LEFT_EYE, NUM_KEYPOINTS, RIGHT_EYE, CameraIntrinsics, FaceBox, FaceKeypoints,
+                    FaceResult, FrameResult, HeadPose)
+from .video import VideoState, box_of
 
 LOG = logging.getLogger(__name__)
 #: Stage names of ``FrameResult.stages_ms``, in pipeline order.
@@ -39,8 +40,12 @@ class HeadPoseEstimator:
         detector: Optional[FaceDetector] = None,
         keypoint_source: Optional[KeypointSource] = None,
         regressor: Optional[HeadPoseRegressor] = None,
+        video_redetect_every: int = 10,
+        video_min_presence: float = 0.5,
     ):
         self.config = config or EstimatorConfig()
+        #: Video mode's memory (see :mod:`headpose_ros.estimator.video`), used by ``process(..., video=True)``.
+        self.video = VideoState(video_redetect_every, video_min_presence)
         self.config.validate()
         self.regressor = regressor or HeadPoseRegressor(self.config.model, self.config.device)
         if detector is None or keypoint_source is None:
@@ -60,6 +65,7 @@ class HeadPoseEstimator:
             "keypoints": self.config.keypoints,
             "model": str(self.regressor.weights_path),
             "device": self.regressor.device,
+            "runtime": getattr(self.regressor, "runtime", "keras"),
         }
 
     def _select(self, boxes: list[FaceBox], width: int, height: int) -> list[FaceBox]:
@@ -69,8 +75,21 @@ class HeadPoseEstimator:
         kept.sort(key=lambda b: b.area, reverse=True)
         return kept[: cfg.max_faces]
 
+    def _track(self, img: np.ndarray) -> Optional[tuple[list[FaceBox], list[Optional[FaceKeypoints]]]]:
+        """Video mode: the followed faces found again by their previous meshes, or None when the detector must run."""
+        state, source = self.video, self.keypoint_source
+        if state.wants_detection():
+            return None
+        points, presence = source.mesh_from_landmarks(img, np.stack(state.landmarks))
+        if np.any(presence < state.min_presence):  # a face was lost: detect on this very frame
+            return None
+        state.tracked(list(points))
+        height, width = img.shape[:2]
+        boxes = [box_of(p, s, width, height, r) for p, s, r in zip(points, state.scores, state.relations)]
+        return boxes, source.keypoints_from_mesh(points, presence)
+
     def process(self, image: np.ndarray, intrinsics: Optional[CameraIntrinsics] = None,
-                channel_order: str = "bgr") -> FrameResult:
+                channel_order: str = "bgr", video: bool = False) -> FrameResult:
         """Every face's pose in one image (any array :func:`to_bgr8` takes), largest face first.
 
         With ``intrinsics`` (a calibrated camera) poses are in the camera's optical frame: the regressor's pose
@@ -79,26 +98,44 @@ class HeadPoseEstimator:
         Without them the pose is the one relative to the line of sight (exact for a face on the optical axis;
         a guessed focal length, e.g. of a face crop, would turn it wrongly) and ``position`` is the unit-depth
         ray under :meth:`CameraIntrinsics.guess`.
+
+        ``video=True`` (consecutive frames of one stream) follows the faces of earlier frames with the face mesh
+        and runs the detector only when needed (see :mod:`headpose_ros.estimator.video`); keypoint sources other
+        than ``face_mesh`` detect on every frame.
         """
         t0 = time.perf_counter()
         img = to_bgr8(image, channel_order)
         height, width = img.shape[:2]
-        boxes = self._select(self.detector.detect(img), width, height)
-        t1 = time.perf_counter()
-        located = self.keypoint_source.locate(img, boxes) if boxes else []
+        video = video and hasattr(self.keypoint_source, "mesh_from_landmarks")
+        tracked = self._track(img) if video else None
+        if tracked is None:
+            boxes = self._select(self.detector.detect(img), width, height)
+            t1 = time.perf_counter()
+            located = self.keypoint_source.locate(img, boxes) if boxes else []
+            if video:
+                kept = [(k.landmarks, b) for b, k in zip(boxes, located) if k is not None]
+                self.video.detected([m for m, _ in kept], [b for _, b in kept])
+        else:
+            t1 = t0
+            boxes, located = tracked
         pairs = [(b, k) for b, k in zip(boxes, located) if k is not None]
         t2 = time.perf_counter()
         faces: list[FaceResult] = []
         if pairs:
             maps = np.stack([k.heatmaps for _, k in pairs]).astype(np.float32, copy=False)
             angles = self.regressor.predict(maps)
+            # The regressor's pose is the one its heatmap frame shows; a frame turned in the image (levelled on
+            # the eyes) is turned back about the line of sight.
+            turn = -geometry.heatmap_frame_rotation_deg(np.stack([k.to_heatmap for _, k in pairs]))
+            if np.any(np.abs(turn) > 1e-9):
+                angles = geometry.compose_line_of_sight_roll(angles, turn)
             calibrated = intrinsics is not None and intrinsics.is_valid()
             cam = intrinsics if calibrated else CameraIntrinsics.guess(width, height)
-            for (box, kp), ypr in zip(pairs, angles):
-                anchor = self._anchor(kp.keypoints.xy, kp.keypoints.confidence)
+            anchors = [self._anchor(k.keypoints.xy, k.keypoints.confidence) for _, k in pairs]
+            if calibrated:  # a guessed focal length (e.g. of a face crop) would turn the pose wrongly
+                angles = geometry.camera_poses_from_apparent(angles, np.array(anchors), cam)
+            for (box, kp), ypr, anchor in zip(pairs, angles, anchors):
                 pose = HeadPose(*(float(a) for a in ypr))
-                if calibrated:  # a guessed focal length (e.g. of a face crop) would turn the pose wrongly
-                    pose = geometry.camera_pose_from_apparent(pose, *anchor, cam)
                 position, is_ray = self._position(kp.keypoints.xy, kp.keypoints.confidence, pose, intrinsics, anchor,
                                                   cam)
                 faces.append(FaceResult(box, kp.keypoints, pose, position, is_ray, heatmaps=kp.heatmaps,

@@ -5,7 +5,17 @@ Dropout (.2, .2, .3), then Flatten -> Dense 300 tanh -> Dropout .3 -> Dense 300 
 
 Label encoding: the three tanh outputs are yaw, pitch and roll in degrees divided by ``LABEL_SCALE_DEG``
 (120), so that every angle of the benchmark range (+-99 deg) sits at |output| <= 0.83, where tanh still has
-gradient. A model ships as ``NAME.weights.h5`` (Keras weights) with a ``NAME.json`` card beside it.
+gradient. A model ships as ``NAME.weights.h5`` (Keras weights) with a ``NAME.json`` card beside it, and
+``NAME.tflite``, the same network exported to TensorFlow Lite (float32, by ``headpose-ros train`` or
+:func:`export_tflite`; the card records its sha256 and that of the weights it was exported from).
+
+Runtimes: ``tflite`` (``tf.lite.Interpreter`` with XNNPACK: no Keras model is built, and it is the faster on
+a CPU) and ``keras`` (one compiled ``tf.function``; the only one that runs on a GPU). Which one runs follows
+the model string: a name (``default``) runs the 8-bit TFLite export (``NAME.int8.tflite``, see
+:data:`AUTO_INT8`) on the CPU when it is beside the weights and matches them, else Keras (always Keras with
+``device: gpu``, or on ``auto`` when TensorFlow sees a GPU); a path or name ending in ``.tflite`` forces that
+TFLite file (``default.tflite``: the float export, within 0.01 deg of Keras), one ending in ``.weights.h5``
+forces Keras.
 """
 
 from __future__ import annotations
@@ -28,6 +38,9 @@ LABEL_SCALE_DEG = 120.0
 ARCHITECTURE = "gupta2019"
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 _GPU_FALLBACK_LOGGED = False
+#: Whether a model named without a suffix runs its 8-bit export (``NAME.int8.tflite``) on the CPU: yes, it
+#: measured a third of the float export's time at the same development-set accuracy (see models/README.md).
+AUTO_INT8 = True
 
 
 @dataclass
@@ -66,7 +79,13 @@ class ModelCard:
 
 
 def resolve_model_path(model: str) -> Path:
-    """The weights file of a shipped model name (``default``, ``openpose``) or of a path."""
+    """The weights file of a shipped model name (``default``, ``openpose``) or of a path (a ``.tflite`` path:
+    the ``.weights.h5`` file beside it, from which it was exported)."""
+    if model.endswith(".tflite"):
+        path = Path(model).expanduser()
+        path = path if os.sep in model else MODELS_DIR / path
+        stem = path.name[: -len(".int8.tflite")] if path.name.endswith(".int8.tflite") else path.name[: -len(".tflite")]
+        return path.with_name(stem + ".weights.h5")
     if os.sep in model or model.endswith(".h5"):
         return Path(model).expanduser()
     return MODELS_DIR / f"{model}.weights.h5"
@@ -74,6 +93,26 @@ def resolve_model_path(model: str) -> Path:
 
 def card_path(weights: Path) -> Path:
     return weights.with_name(weights.name.replace(".weights.h5", "") + ".json")
+
+
+def tflite_path(weights: Path, int8: bool = False) -> Path:
+    """Where the TFLite export of a weights file lives: ``NAME.tflite`` (``NAME.int8.tflite``) beside
+    ``NAME.weights.h5``."""
+    return weights.with_name(weights.name.replace(".weights.h5", "") + (".int8.tflite" if int8 else ".tflite"))
+
+
+def export_tflite(model, path: Path, int8: bool = False) -> dict[str, Any]:
+    """Write a Keras model of :func:`build_model` as a TFLite file: float32, or with ``int8`` its weights
+    quantized to 8 bits (TFLite's dynamic-range quantization: activations stay float; no calibration data, so
+    the export is deterministic). Returns its card entry (``file``, ``sha256``)."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if int8:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    path = Path(path)
+    path.write_bytes(converter.convert())
+    return {"file": path.name, "sha256": file_sha256(path)}
 
 
 def file_sha256(path: Path) -> str:
@@ -144,11 +183,9 @@ def select_device(device: str) -> str:
 
 
 class HeadPoseRegressor:
-    """Loads a model's weights and maps heatmap batches to angles through one compiled ``tf.function``."""
+    """Loads a model and maps heatmap batches to angles, through TFLite or one compiled Keras ``tf.function``."""
 
     def __init__(self, model: str = "default", device: str = "auto"):
-        import tensorflow as tf
-
         self.weights_path = resolve_model_path(model)
         if not self.weights_path.is_file():
             raise ModelFileError(f"weights file {self.weights_path} does not exist")
@@ -158,10 +195,58 @@ class HeadPoseRegressor:
                 f"weights file {self.weights_path} is for architecture {self.card.architecture!r}, "
                 f"not {ARCHITECTURE!r}")
         expected = self.card.extra.get("sha256")
-        if expected and file_sha256(self.weights_path) != expected:
+        weights_sha = file_sha256(self.weights_path) if expected or model.endswith(".tflite") else None
+        if expected and weights_sha != expected:
             raise ModelFileError(f"weights file {self.weights_path} does not match the sha256 in its card "
                                  f"{card_path(self.weights_path).name} (corrupted or replaced)")
         self.device = select_device(device)
+        self.runtime = "keras"
+        self._interp = None
+        if model.endswith(".tflite") or (not model.endswith(".h5") and os.sep not in model
+                                         and self.device == "/CPU:0"):
+            self._load_tflite(forced=model.endswith(".tflite"), weights_sha=weights_sha,
+                              int8=model.endswith(".int8.tflite") or (not model.endswith(".tflite") and AUTO_INT8))
+        if self.runtime == "keras":
+            self._load_keras()
+        self.predict(np.zeros((1, HEATMAP_SIZE, HEATMAP_SIZE, NUM_KEYPOINTS), np.float32))  # trace / allocate now
+
+    def _load_tflite(self, forced: bool, weights_sha: Optional[str], int8: bool) -> None:
+        """Use the TFLite export when it exists and was exported from these weights (else Keras, or an error when
+        ``forced``)."""
+        path = tflite_path(self.weights_path, int8)
+        entry = self.card.extra.get("tflite_int8" if int8 else "tflite") or {}
+        problem = None
+        if not path.is_file():
+            problem = f"{path} does not exist"
+        elif entry.get("weights_sha256") != (weights_sha or self.card.extra.get("sha256")):
+            problem = f"{path} was not exported from {self.weights_path.name} (see its card)"
+        elif entry.get("sha256") != file_sha256(path):
+            problem = f"{path} does not match the sha256 in its card (corrupted or replaced)"
+        if problem:
+            if forced:
+                raise ModelFileError(f"TFLite model: {problem}")
+            LOG.info("regressor runs on Keras: %s", problem)
+            return
+        import warnings
+
+        import tensorflow as tf
+
+        with warnings.catch_warnings():  # tf.lite.Interpreter warns of its future move to ai_edge_litert
+            warnings.simplefilter("ignore")
+            try:
+                self._interp = tf.lite.Interpreter(model_path=str(path), num_threads=1)
+            except (ValueError, RuntimeError) as exc:
+                raise ModelFileError(f"TFLite model {path} cannot be loaded: {exc}") from None
+        self._in = self._interp.get_input_details()[0]["index"]
+        self._out = self._interp.get_output_details()[0]["index"]
+        self._interp.resize_tensor_input(self._in, [1, HEATMAP_SIZE, HEATMAP_SIZE, NUM_KEYPOINTS])
+        self._interp.allocate_tensors()
+        self._batch = 1
+        self.runtime, self.model_path = "tflite_int8" if int8 else "tflite", path
+
+    def _load_keras(self) -> None:
+        import tensorflow as tf
+
         with tf.device(self.device):
             self.model = build_model()
             try:
@@ -182,7 +267,7 @@ class HeadPoseRegressor:
             input_signature=[tf.TensorSpec([None, HEATMAP_SIZE, HEATMAP_SIZE, NUM_KEYPOINTS], tf.float32)],
             reduce_retracing=True,
         )
-        self.predict(np.zeros((1, HEATMAP_SIZE, HEATMAP_SIZE, NUM_KEYPOINTS), np.float32))  # trace once now
+        self.runtime, self.model_path = "keras", self.weights_path
 
     @property
     def heatmap_kind(self) -> str:
@@ -190,14 +275,31 @@ class HeadPoseRegressor:
 
     def predict(self, heatmaps: np.ndarray) -> np.ndarray:
         """Angles (N, 3) in degrees (yaw, pitch, roll) for heatmaps (N, 96, 96, 5) in [0, 1]."""
-        import tensorflow as tf
-
         batch = np.asarray(heatmaps, dtype=np.float32)
         if batch.ndim != 4 or batch.shape[1:] != (HEATMAP_SIZE, HEATMAP_SIZE, NUM_KEYPOINTS):
             expected = (HEATMAP_SIZE, HEATMAP_SIZE, NUM_KEYPOINTS)
             raise ValueError(f"heatmaps must be (N, {', '.join(map(str, expected))}), not {batch.shape}")
         if batch.shape[0] == 0:
             return np.zeros((0, 3))
+        if self._interp is not None and self.runtime == "tflite_int8":
+            # Resizing the 8-bit (hybrid-kernel) interpreter more than once makes its destructor crash (TF 2.19):
+            # it stays at batch 1 and runs the faces one by one.
+            out = np.empty((batch.shape[0], 3), np.float32)
+            for i in range(batch.shape[0]):
+                self._interp.set_tensor(self._in, np.ascontiguousarray(batch[i:i + 1]))
+                self._interp.invoke()
+                out[i] = self._interp.get_tensor(self._out)[0]
+            return decode_labels(out, self.card.label_scale_deg)
+        if self._interp is not None:
+            if batch.shape[0] != self._batch:
+                self._interp.resize_tensor_input(self._in, list(batch.shape))
+                self._interp.allocate_tensors()
+                self._batch = batch.shape[0]
+            self._interp.set_tensor(self._in, np.ascontiguousarray(batch))
+            self._interp.invoke()
+            return decode_labels(self._interp.get_tensor(self._out), self.card.label_scale_deg)
+        import tensorflow as tf
+
         with tf.device(self.device):
             out = self._fn(tf.convert_to_tensor(batch)).numpy()
         return decode_labels(out, self.card.label_scale_deg)

@@ -17,19 +17,26 @@ import numpy as np
 KEYPOINT_NAMES: tuple[str, ...] = ("nose", "right_eye", "left_eye", "right_ear", "left_ear")
 NOSE, RIGHT_EYE, LEFT_EYE, RIGHT_EAR, LEFT_EAR = range(5)
 NUM_KEYPOINTS = len(KEYPOINT_NAMES)
+#: Order of a detector's face keypoints (:attr:`FaceBox.keypoints`), as BlazeFace returns them (subject's right/left).
+DETECTOR_KEYPOINT_NAMES: tuple[str, ...] = ("right_eye", "left_eye", "nose", "mouth", "right_ear", "left_ear")
 #: Side of the square heatmap tensor the regressor takes, in heatmap pixels.
 HEATMAP_SIZE = 96
 
 
 @dataclass(frozen=True)
 class FaceBox:
-    """An axis-aligned face box in image pixels with the detector's score in [0, 1]."""
+    """An axis-aligned face box in image pixels with the detector's score in [0, 1].
+
+    ``keypoints``, when the detector gives them (BlazeFace does), are (6, 2) image pixels in
+    :data:`DETECTOR_KEYPOINT_NAMES` order; they take no part in equality or hashing.
+    """
 
     x0: float
     y0: float
     x1: float
     y1: float
     score: float = 1.0
+    keypoints: Optional[np.ndarray] = field(default=None, compare=False, repr=False)
 
     @property
     def width(self) -> float:
@@ -51,7 +58,7 @@ class FaceBox:
         """This box clipped to an image of ``width`` x ``height`` pixels."""
         return FaceBox(
             float(np.clip(self.x0, 0, width)), float(np.clip(self.y0, 0, height)),
-            float(np.clip(self.x1, 0, width)), float(np.clip(self.y1, 0, height)), self.score,
+            float(np.clip(self.x1, 0, width)), float(np.clip(self.y1, 0, height)), self.score, self.keypoints,
         )
 
     def iou(self, other: "FaceBox") -> float:
@@ -91,7 +98,9 @@ class FaceKeypoints:
     """What a keypoint source returns for one face: its keypoints and the (96, 96, 5) heatmaps of them.
 
     ``heatmaps`` is float32 in [0, 1], channels in :data:`KEYPOINT_NAMES` order; ``to_heatmap`` is the 2x3
-    affine map from image pixels to heatmap pixels that the heatmaps were drawn in.
+    affine map from image pixels to heatmap pixels that the heatmaps were drawn in. It may turn the image (the
+    face_mesh source levels strongly rolled faces): the pipeline then turns the regressor's pose back by that
+    turn, about the line of sight (:func:`headpose_ros.estimator.geometry.heatmap_frame_rotation_deg`).
     """
 
     keypoints: Keypoints

@@ -15,6 +15,13 @@ Figures, per configuration:
 - ``first_frame_ms``: building the estimator (model load, backends) plus processing the first frame, in this
   process after TensorFlow and mediapipe were imported (their import time is ``import_ms``);
 - ``regress_ms_per_face``: the regressor alone on batches of 1, 4 and 16 heatmaps, median ms / batch size;
+- ``baseline``: the method of ROS4HRI's face node (``hri_face_detect``): MediaPipe FaceMesh
+  (``mediapipe.solutions.face_mesh`` with ``refine_landmarks=True``, as the node sets it, ``max_num_faces`` = the
+  faces placed) and a 6-point EPnP (``cv2.solvePnP``) of the pupils, ear points, nose tip and upper lip, in its
+  static-image mode and its video mode (the node's). It runs on the same frames, interleaved frame by frame
+  with this project's pipeline in single-image mode and in video mode (``process(..., video=True)``), so that
+  load on a shared machine hits both alike; ``ratio_to_baseline`` is this project's time per frame divided by
+  the baseline's, static to static and video to video (below 1: faster);
 - ``peak_rss_mb``: the process's resident-memory high-water mark (``resource.getrusage(RUSAGE_SELF).ru_maxrss``)
   after the configuration ran. It is cumulative over the process: configurations run in the order given, so a
   later one's figure includes the earlier ones' peak; run one configuration per process for isolated figures.
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import importlib.util
 import logging
 import math
 import os
@@ -98,6 +106,41 @@ def make_frames(n_faces: int, count: int = VARIANTS, seed: int = 0) -> list[np.n
     return [make_frame(n_faces, rng, face) for _ in range(count)]
 
 
+class Ros4hriBaseline:
+    """ROS4HRI's head-pose method (``hri_face_detect``), re-implemented from its description: MediaPipe FaceMesh
+    with iris refinement, then EPnP on six landmarks against a mean 3D face (millimetres, x forward, y to the
+    subject's left, z up), with the guessed focal length = image width."""
+
+    #: Mesh landmarks: right pupil, left pupil, right and left ear (face outline), nose tip, inner upper lip.
+    LANDMARKS = (468, 473, 34, 264, 1, 12)
+    MODEL_MM = np.array([[-20.0, -65.5, -5.0], [-20.0, 65.5, -5.0], [-100.0, -77.5, -6.0], [-100.0, 77.5, -6.0],
+                         [21.0, 0.0, -48.0], [10.0, 0.0, -75.0]])
+
+    def __init__(self, static: bool, max_faces: int):
+        import mediapipe as mp
+
+        self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=static, max_num_faces=max_faces,
+                                                     refine_landmarks=True)
+
+    def process(self, frame_bgr: np.ndarray) -> list[np.ndarray]:
+        """Each found face's rotation (Euler angles in degrees, ``cv2.RQDecomp3x3``), as the node computes it."""
+        import cv2
+
+        height, width = frame_bgr.shape[:2]
+        k = np.array([[width, 0.0, width / 2.0], [0.0, width, height / 2.0], [0.0, 0.0, 1.0]])
+        found = self._mesh.process(cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)).multi_face_landmarks or []
+        poses = []
+        for face in found:
+            pts = np.array([[face.landmark[i].x * width, face.landmark[i].y * height] for i in self.LANDMARKS])
+            ok, rvec, _ = cv2.solvePnP(self.MODEL_MM, pts, k, None, flags=cv2.SOLVEPNP_EPNP)
+            if ok:
+                poses.append(np.asarray(cv2.RQDecomp3x3(cv2.Rodrigues(rvec)[0])[0]))
+        return poses
+
+    def close(self) -> None:
+        self._mesh.close()
+
+
 def _stats(values: list[float]) -> dict[str, float]:
     arr = np.asarray(values, dtype=np.float64)
     if arr.size == 0:
@@ -157,7 +200,7 @@ def import_heavy_modules() -> float:
 
 
 def bench_config(name: str, config: EstimatorConfig, frames: dict[int, list[np.ndarray]], n_frames: int,
-                 warmup: int = 3, repeats: int = 30) -> dict[str, Any]:
+                 warmup: int = 3, repeats: int = 30, baseline: bool = False) -> dict[str, Any]:
     """All figures of one configuration (see the module docstring)."""
     from ..estimator import heatmaps as hm
     from ..estimator.pipeline import HeadPoseEstimator
@@ -178,19 +221,34 @@ def bench_config(name: str, config: EstimatorConfig, frames: dict[int, list[np.n
     rendered = getattr(estimator.keypoint_source, "heatmap_kind", "rendered") == "rendered"
     out["fps"], out["stages_ms"], out["faces_found"] = {}, {}, {}
     sample_maps: list[np.ndarray] = []
+    if baseline and importlib.util.find_spec("mediapipe") is None:
+        LOG.warning("the ROS4HRI baseline needs mediapipe, which is not installed: not measured")
+        baseline = False
+    if baseline:
+        out["video_fps"], out["baseline"], out["ratio_to_baseline"] = {}, {}, {}
     try:
         for count, variants in frames.items():
+            runners = _interleaved_runners(estimator, count, baseline)
             for i in range(warmup):
                 estimator.process(variants[i % len(variants)])
+                for run_one in runners.values():
+                    run_one(variants[i % len(variants)])
+            estimator.video.reset()
             stages: dict[str, list[float]] = {}
             found: list[int] = []
             heat_ms: list[float] = []
             elapsed = 0.0
+            other = {key: [0.0, []] for key in runners}  # seconds, faces found per frame
             for i in progress(range(n_frames), desc=f"bench {name} {count} face(s)", unit="frame"):
                 frame = variants[i % len(variants)]
                 s = time.perf_counter()
                 result = estimator.process(frame)
                 elapsed += time.perf_counter() - s
+                for key, run_one in runners.items():  # the same frame, at once: load hits every method alike
+                    s = time.perf_counter()
+                    n_found = run_one(frame)
+                    other[key][0] += time.perf_counter() - s
+                    other[key][1].append(n_found)
                 found.append(len(result.faces))
                 for stage, ms in result.stages_ms.items():
                     stages.setdefault(stage, []).append(ms)
@@ -209,6 +267,10 @@ def bench_config(name: str, config: EstimatorConfig, frames: dict[int, list[np.n
                 out["stages_ms"][key]["heatmaps"] = _stats(heat_ms)
             out["faces_found"][key] = {"expected": count, "min": int(min(found)), "median": float(np.median(found)),
                                        "max": int(max(found))}
+            if baseline:
+                _baseline_figures(out, key, elapsed, other, n_frames)
+            for run_one in runners.values():
+                getattr(run_one, "close", lambda: None)()
         maps = np.stack(sample_maps[:16]).astype(np.float32) if sample_maps else \
             np.zeros((1, 96, 96, 5), np.float32)
         out["regress_input"] = "heatmaps of found faces" if sample_maps else "zeros (no face was found)"
@@ -226,6 +288,41 @@ def bench_config(name: str, config: EstimatorConfig, frames: dict[int, list[np.n
         estimator.close()
     out["peak_rss_mb"] = peak_rss_mb()
     return out
+
+
+def _interleaved_runners(estimator, count: int, baseline: bool) -> dict[str, Any]:
+    """Callables (frame -> faces found) run on every timed frame next to ``estimator.process(frame)``: this
+    project's video mode and the ROS4HRI baseline in both modes (empty without ``baseline``)."""
+    if not baseline:
+        return {}
+
+    def video(frame: np.ndarray) -> int:
+        return len(estimator.process(frame, video=True).faces)
+
+    runners: dict[str, Any] = {"video": video}
+    for mode in ("static", "video"):
+        method = Ros4hriBaseline(static=mode == "static", max_faces=count)
+
+        def run_one(frame: np.ndarray, method: Ros4hriBaseline = method) -> int:
+            return len(method.process(frame))
+
+        run_one.close = method.close  # type: ignore[attr-defined]
+        runners[f"baseline_{mode}"] = run_one
+    return runners
+
+
+def _baseline_figures(out: dict[str, Any], key: str, elapsed: float, other: dict[str, list], n_frames: int) -> None:
+    """fps of video mode and of the baseline, and this project's time per frame / the baseline's."""
+    seconds = {"static": elapsed, **{k: v[0] for k, v in other.items()}}
+    out["video_fps"][key] = round(n_frames / seconds["video"], 2)
+    out["baseline"][key] = {mode: {"fps": round(n_frames / seconds[f"baseline_{mode}"], 2),
+                                   "faces_found": {"min": int(min(other[f"baseline_{mode}"][1])),
+                                                   "max": int(max(other[f"baseline_{mode}"][1]))}}
+                            for mode in ("static", "video")}
+    out["baseline"][key]["video"]["ours_faces_found"] = {"min": int(min(other["video"][1])),
+                                                         "max": int(max(other["video"][1]))}
+    out["ratio_to_baseline"][key] = {mode: round(seconds[mode] / seconds[f"baseline_{mode}"], 3)
+                                     for mode in ("static", "video")}
 
 
 def format_report(results: dict[str, dict[str, Any]]) -> str:
@@ -248,6 +345,14 @@ def format_report(results: dict[str, dict[str, Any]]) -> str:
             flag = "" if f["min"] >= f["expected"] else "  (!) fewer faces found than placed"
             lines.append(f"  {key:>5s} {found + '/' + key:>11s} {fps if fps is not None else float('nan'):7.1f}  "
                          f"{stages}{flag}")
+        for key, ratio in res.get("ratio_to_baseline", {}).items():
+            base = res["baseline"][key]
+            lines.append(f"  {key:>5s} faces vs ROS4HRI (FaceMesh + EPnP), same frames interleaved: static "
+                         f"{res['fps'][key]:.1f} fps vs {base['static']['fps']:.1f} (found "
+                         f"{base['static']['faces_found']['min']}-{base['static']['faces_found']['max']}), ratio "
+                         f"{ratio['static']:.2f}; video {res['video_fps'][key]:.1f} fps vs {base['video']['fps']:.1f} "
+                         f"(found {base['video']['faces_found']['min']}-{base['video']['faces_found']['max']}), "
+                         f"ratio {ratio['video']:.2f}")
         per_face = ", ".join(f"batch {b}: {v:.2f}" for b, v in res["regress_ms_per_face"].items())
         lines.append(f"  regression ms per face: {per_face}  ({res['regress_input']})")
     return "\n".join(lines)
@@ -277,7 +382,8 @@ def run(args: argparse.Namespace) -> int:
     results: dict[str, dict[str, Any]] = {}
     for name, config in configs.items():
         try:
-            results[name] = bench_config(name, config, frames, args.frames, repeats=args.repeats)
+            results[name] = bench_config(name, config, frames, args.frames, repeats=args.repeats,
+                                         baseline=args.baseline == "ros4hri")
         except HeadPoseError as exc:  # e.g. a backend not installed: report it, measure the others
             LOG.error("configuration %s: %s", name, exc)
             results[name] = {"error": str(exc), "config": config.to_dict()}
@@ -295,6 +401,9 @@ def run(args: argparse.Namespace) -> int:
             "faces_found": {k: v["faces_found"] for k, v in ok.items()},
             "stages_ms": {k: v["stages_ms"] for k, v in ok.items()},
             "regress_ms_per_face": {k: v["regress_ms_per_face"] for k, v in ok.items()},
+            "video_fps": {k: v["video_fps"] for k, v in ok.items() if "video_fps" in v},
+            "baseline": {k: v["baseline"] for k, v in ok.items() if "baseline" in v},
+            "ratio_to_baseline": {k: v["ratio_to_baseline"] for k, v in ok.items() if "ratio_to_baseline" in v},
             "first_frame_ms": {k: v["first_frame_ms"] for k, v in ok.items()},
             "construct_ms": {k: v["construct_ms"] for k, v in ok.items()},
             "import_ms": import_ms,
@@ -321,6 +430,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--frames", type=int, default=100, help="timed frames per face count (default 100)")
     parser.add_argument("--repeats", type=int, default=30, help="timed regressor calls per batch size (default 30)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic frames")
+    parser.add_argument("--baseline", choices=("ros4hri", "none"), default="ros4hri",
+                        help="also run ROS4HRI's method (MediaPipe FaceMesh + EPnP) and this project's video mode on "
+                        "the same frames, interleaved, and report time ratios (default ros4hri; needs mediapipe)")
     add_config_arguments(parser, defaults_note="the base of every configuration; 'default' runs on the CPU "
                          "unless --device or --config says otherwise")
     parser.set_defaults(func=run)

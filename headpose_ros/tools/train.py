@@ -23,7 +23,7 @@ import numpy as np
 
 from ..estimator import geometry
 from ..estimator.regressor import (LABEL_SCALE_DEG, MODELS_DIR, ModelCard, build_model, card_path, encode_labels,
-                                   file_sha256, resolve_model_path)
+                                   export_tflite, file_sha256, resolve_model_path, tflite_path)
 from ..estimator.types import HEATMAP_SIZE, NUM_KEYPOINTS
 from .synth import PROFILES, SyntheticSet, generate
 
@@ -209,16 +209,20 @@ def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     weights = args.out / f"{args.name}.weights.h5"
     model.save_weights(str(weights))
+    weights_sha = file_sha256(weights)
+    tflite = {**export_tflite(model, tflite_path(weights)), "weights_sha256": weights_sha}  # the CPU runtimes
+    tflite_int8 = {**export_tflite(model, tflite_path(weights, True), int8=True), "weights_sha256": weights_sha}
     ModelCard(
         name=args.name, heatmap_kind=kind, keypoint_source="openpose" if kind == "openpose" else args.keypoints,
-        extra={"sha256": file_sha256(weights), "training": {
+        extra={"sha256": weights_sha, "tflite": tflite, "tflite_int8": tflite_int8, "training": {
             "data": sources, "validation": f"sequences {args.val_sequences}" if val_parts else "5% of training samples",
             "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
             "init": args.init, "threshold": args.threshold, "final_val_mae_deg": history[-1]["val_mae"],
             "tensorflow": tf.__version__, "machine": platform.machine(),
         }},
     ).save(card_path(weights))
-    print(json.dumps({"weights": str(weights), "card": str(card_path(weights)), "history": history}, indent=1))
+    print(json.dumps({"weights": str(weights), "tflite": str(tflite_path(weights)), "card": str(card_path(weights)),
+                      "history": history}, indent=1))
     return 0
 
 

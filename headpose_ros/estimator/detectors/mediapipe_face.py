@@ -4,18 +4,107 @@ Two models: ``short`` (faces within about 2 m, fills most of the frame) and ``fu
 small and far faces, more tolerant of turned heads). ``models="both"`` (the default) runs both and merges
 their boxes by non-maximum suppression, which measured best on the development sets: short-range alone finds
 near faces, full-range alone misses faces that fill the frame.
+
+Two runtimes give the same detections (a test compares them): ``tflite`` (the default) runs the bundled
+``.tflite`` models through ``tf.lite.Interpreter`` (XNNPACK) and decodes them here exactly as MediaPipe's face-
+detection graph does (letterboxed input in [-1, 1], SSD anchors, sigmoid scores, weighted non-maximum suppression,
+letterbox removal); ``graph`` calls ``mediapipe.solutions.face_detection``, whose graph overhead cost more than
+the models themselves. As in the graph, each model keeps no detection below its own floor (0.5 short-range, 0.6
+full-range) whatever ``min_score`` says; :class:`BlazeFaceTflite` alone takes any. Every box carries BlazeFace's
+six keypoints (right eye, left eye, nose tip, mouth, right ear tragion, left ear tragion;
+:data:`~headpose_ros.estimator.types.DETECTOR_KEYPOINT_NAMES`) in image pixels, which the face mesh uses to align
+its crop with the face's roll.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
+import cv2
 import numpy as np
 
 from ..errors import BackendUnavailableError, ConfigError
 from ..types import FaceBox
 
 _MODEL_SELECTION = {"short": 0, "full": 1}
+
+
+@dataclass(frozen=True)
+class BlazeFaceSpec:
+    """One BlazeFace model as MediaPipe's graph runs it (``face_detection_*_range.pbtxt``)."""
+
+    filename: str
+    size: int  # square input side, pixels
+    strides: tuple[int, ...]
+    interpolated_scale: bool  # one extra anchor per cell and layer (SsdAnchorsCalculator)
+    graph_min_score: float  # the graph's own score floor (TensorsToDetectionsCalculator min_score_thresh)
+
+
+SPECS = {
+    "short": BlazeFaceSpec("face_detection_short_range.tflite", 128, (8, 16, 16, 16), True, 0.5),
+    "full": BlazeFaceSpec("face_detection_full_range_sparse.tflite", 192, (4,), False, 0.6),
+}
+NUM_DETECTOR_KEYPOINTS = 6
+#: Weighted non-maximum suppression overlap of MediaPipe's face-detection graph.
+GRAPH_NMS_IOU = 0.3
+
+
+def ssd_anchor_centres(size: int, strides: Sequence[int], interpolated_scale: bool) -> np.ndarray:
+    """Anchor centres (A, 2) in [0, 1] of MediaPipe's SsdAnchorsCalculator with fixed anchor sizes.
+
+    Consecutive layers of equal stride share cells; each layer adds one anchor per cell (two with the
+    interpolated scale), in the calculator's order (row-major cells, anchors of a cell together).
+    """
+    centres = []
+    i = 0
+    while i < len(strides):
+        j = i
+        while j < len(strides) and strides[j] == strides[i]:
+            j += 1
+        per_cell = (j - i) * (2 if interpolated_scale else 1)
+        cells = int(math.ceil(size / strides[i]))
+        ys, xs = np.mgrid[0:cells, 0:cells]
+        grid = np.stack([(xs + 0.5) / cells, (ys + 0.5) / cells], axis=-1).reshape(-1, 1, 2)
+        centres.append(np.repeat(grid, per_cell, axis=1).reshape(-1, 2))
+        i = j
+    return np.concatenate(centres).astype(np.float64)
+
+
+def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray,
+                 iou_threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """MediaPipe's weighted non-maximum suppression: each best remaining detection absorbs those overlapping
+    it by more than ``iou_threshold``; box and keypoints become their score-weighted means, the score the best's.
+
+    ``boxes`` (N, 4) x0, y0, x1, y1; ``keypoints`` (N, K, 2); ``scores`` (N,). Returns the kept ones, best first.
+    """
+    order = np.argsort(-scores, kind="stable")
+    boxes, keypoints, scores = boxes[order], keypoints[order], scores[order]
+    areas = np.maximum(boxes[:, 2] - boxes[:, 0], 0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0)
+    alive = np.ones(len(scores), dtype=bool)
+    out_b, out_k, out_s = [], [], []
+    for i in range(len(scores)):
+        if not alive[i]:
+            continue
+        ix = np.clip(np.minimum(boxes[i, 2], boxes[:, 2]) - np.maximum(boxes[i, 0], boxes[:, 0]), 0, None)
+        iy = np.clip(np.minimum(boxes[i, 3], boxes[:, 3]) - np.maximum(boxes[i, 1], boxes[:, 1]), 0, None)
+        inter = ix * iy
+        union = areas[i] + areas - inter
+        iou = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+        group = alive & (iou > iou_threshold)
+        group[i] = True
+        w = scores[group] / scores[group].sum()
+        out_b.append(w @ boxes[group])
+        out_k.append(np.einsum("n,nkc->kc", w, keypoints[group]))
+        out_s.append(scores[i])
+        alive &= ~group
+    if not out_s:
+        return np.zeros((0, 4)), np.zeros((0,) + keypoints.shape[1:]), np.zeros(0)
+    return np.stack(out_b), np.stack(out_k), np.asarray(out_s)
 
 
 def non_max_suppression(boxes: Sequence[FaceBox], iou_threshold: float) -> list[FaceBox]:
@@ -27,37 +116,201 @@ def non_max_suppression(boxes: Sequence[FaceBox], iou_threshold: float) -> list[
     return kept
 
 
-class MediaPipeFaceDetector:
-    """BlazeFace short- and/or full-range; boxes in image pixels, scores are the detector's, in [0, 1]."""
+def eye_tilt_deg(keypoints: np.ndarray) -> float:
+    """Tilt (degrees, clockwise on screen, in (-180, 180]) of the line from a detection's right eye to its left."""
+    return math.degrees(math.atan2(keypoints[1, 1] - keypoints[0, 1], keypoints[1, 0] - keypoints[0, 0]))
 
-    def __init__(self, models: str = "both", min_score: float = 0.3, nms_iou: float = 0.3):
+
+def quarter_turn(width: int, height: int, turns: int) -> np.ndarray:
+    """2x3 affine taking continuous pixel coordinates of a ``width`` x ``height`` image to those of the image
+    turned ``turns`` x 90 deg clockwise."""
+    turns %= 4
+    return [np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), np.array([[0.0, -1.0, height], [1.0, 0.0, 0.0]]),
+            np.array([[-1.0, 0.0, width], [0.0, -1.0, height]]), np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, width]])][turns]
+
+
+def _bundled(filename: str) -> Path:
+    spec = importlib.util.find_spec("mediapipe")
+    if spec is None or not spec.submodule_search_locations:
+        raise BackendUnavailableError(
+            "the mediapipe face detector needs mediapipe==0.10.21 (pip install mediapipe==0.10.21)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "modules" / "face_detection" / filename
+    if not path.is_file():
+        raise BackendUnavailableError(f"mediapipe is installed but {path} is missing; install mediapipe==0.10.21")
+    return path
+
+
+class BlazeFaceTflite:
+    """One BlazeFace model through ``tf.lite.Interpreter``, decoded like MediaPipe's face-detection graph."""
+
+    def __init__(self, spec: BlazeFaceSpec, min_score: float, num_threads: int = 1):
+        try:
+            from tensorflow import lite
+        except ImportError as exc:
+            raise BackendUnavailableError(
+                "the mediapipe detector's tflite runtime needs tensorflow (pip install tensorflow==2.19.1)") from exc
+        path = _bundled(spec.filename)
+        with warnings.catch_warnings():  # tf.lite.Interpreter warns of its future move to ai_edge_litert
+            warnings.simplefilter("ignore")
+            try:
+                self._interp = lite.Interpreter(model_path=str(path), num_threads=int(num_threads))
+            except (ValueError, RuntimeError) as exc:
+                raise BackendUnavailableError(f"face detection model {path} cannot be loaded: {exc}") from exc
+        self._interp.allocate_tensors()
+        self._input = self._interp.get_input_details()[0]["index"]
+        outs = sorted(self._interp.get_output_details(), key=lambda d: -int(d["shape"][-1]))
+        self._regressors, self._scores = outs[0]["index"], outs[1]["index"]
+        self.spec = spec
+        self.anchors = ssd_anchor_centres(spec.size, spec.strides, spec.interpolated_scale)
+        self.logit_threshold = math.log(min_score / (1.0 - min_score)) if 0.0 < min_score < 1.0 else (
+            -math.inf if min_score <= 0.0 else math.inf)
+
+    def detect(self, image_bgr: np.ndarray, quarter_turns: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Boxes (N, 4) x0, y0, x1, y1 and keypoints (N, 6, 2) in image pixels, scores (N,), best first.
+
+        With ``quarter_turns`` = k the model looks at the image turned k x 90 deg clockwise (the turn is part of
+        the input's affine warp, no copy); boxes are then the axis-aligned bounds of the turned-back boxes.
+        """
+        height, width = image_bgr.shape[:2]
+        turn = quarter_turn(width, height, quarter_turns)  # image -> turned image, continuous pixel coordinates
+        tw, th = (height, width) if quarter_turns % 2 else (width, height)
+        size = self.spec.size
+        scale = min(size / tw, size / th)  # letterbox: keep the aspect ratio, pad with zeros
+        pad_x, pad_y = (size - tw * scale) / 2.0, (size - th * scale) / 2.0
+        m = np.array([[scale, 0.0, pad_x], [0.0, scale, pad_y]]) @ np.vstack([turn, [0.0, 0.0, 1.0]])
+        # (MediaPipe maps the corners of the region of interest onto the tensor's: no half-pixel offset)
+        tensor = cv2.warpAffine(image_bgr, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        tensor = tensor[None, :, :, ::-1].astype(np.float32) * np.float32(2.0 / 255.0) - np.float32(1.0)
+        self._interp.set_tensor(self._input, tensor)
+        self._interp.invoke()
+        logits = self._interp.get_tensor(self._scores).reshape(-1)
+        keep = np.flatnonzero(np.clip(logits, -100.0, 100.0) >= self.logit_threshold)
+        if keep.size == 0:
+            return np.zeros((0, 4)), np.zeros((0, NUM_DETECTOR_KEYPOINTS, 2)), np.zeros(0)
+        raw = self._interp.get_tensor(self._regressors).reshape(len(logits), -1)[keep].astype(np.float64) / size
+        anchors = self.anchors[keep]
+        centre = raw[:, 0:2] + anchors
+        half = 0.5 * raw[:, 2:4]
+        boxes = np.concatenate([centre - half, centre + half], axis=1)  # tensor units [0, 1]
+        kps = raw[:, 4:4 + 2 * NUM_DETECTOR_KEYPOINTS].reshape(-1, NUM_DETECTOR_KEYPOINTS, 2) + anchors[:, None, :]
+        scores = 1.0 / (1.0 + np.exp(-np.clip(logits[keep].astype(np.float64), -100.0, 100.0)))
+        boxes, kps, scores = weighted_nms(boxes, kps, scores, GRAPH_NMS_IOU)
+        back = cv2.invertAffineTransform(m)  # tensor pixels -> image pixels
+        corners = boxes.reshape(-1, 2, 2)[:, [0, 1, 0, 1], :] * size
+        corners[:, 1, 0], corners[:, 2, 0] = corners[:, 2, 0].copy(), corners[:, 1, 0].copy()  # all four corners
+        corners = corners @ back[:, :2].T + back[:, 2]
+        boxes = np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1)
+        return boxes, (kps * size) @ back[:, :2].T + back[:, 2], scores
+
+    def close(self) -> None:
+        self._interp = None
+
+
+class MediaPipeFaceDetector:
+    """BlazeFace short- and/or full-range; boxes in image pixels, scores are the detector's, in [0, 1].
+
+    BlazeFace finds faces rolled up to about +-45 deg (weakly, with misplaced keypoints, beyond). ``turns`` says
+    when the ``turn_models`` (default ``full``: its keypoints follow a face's roll, the short-range model's barely
+    do, and the short-range model in turned images added false faces) also look at the image turned by a quarter,
+    a half and three quarters of a turn (tflite runtime only): ``1`` never, ``4`` (the default) always, ``auto``
+    only when the upright pass found no face, a face scoring below ``turn_below`` or one whose eye line is tilted
+    beyond 30 deg (cheaper, but a confident upright face, true or false, then hides a rolled one). A face found in
+    a turned image counts only if it scores at least ``turn_min_score`` (the turned passes are a search for what
+    the upright one cannot see: they are held to a higher score, so as not to multiply false faces) and its eyes
+    say it is rolled within 60 deg of that turn (a detection at the edge of a turn's range has misplaced
+    keypoints). It replaces the upright detections of the same face only when it outscores them, by
+    ``turn_margin`` for a quarter turn (turned detections of profile faces otherwise won and cost accuracy on the
+    development sets), by any amount upside down (the upright models half-see many upside-down faces, and the face
+    mesh then fits a face to them); an upright detection of a face rolled beyond about 50 deg, whose eyes are then
+    misplaced, is put right by the face mesh (see its ``retry_below`` and ``max_passes``). The winner's keypoints
+    set the face mesh's crop, so faces at any roll, upside down included, get an upright crop.
+    """
+
+    def __init__(self, models: str = "both", min_score: float = 0.3, nms_iou: float = 0.3, runtime: str = "tflite",
+                 num_threads: int = 1, turns: "int | str" = 4, turn_below: float = 0.7, turn_models: str = "full",
+                 turn_min_score: float = 0.7, turn_margin: float = 0.1):
         names = ["short", "full"] if models == "both" else [models]
         if any(n not in _MODEL_SELECTION for n in names):
             raise ConfigError(f"mediapipe detector models must be short, full or both, not {models!r}")
         if not 0.0 <= float(min_score) <= 1.0 or not 0.0 <= float(nms_iou) <= 1.0:
             raise ConfigError("mediapipe detector min_score and nms_iou must lie in [0, 1]")
+        if runtime not in ("tflite", "graph"):
+            raise ConfigError(f"mediapipe detector runtime must be tflite or graph, not {runtime!r}")
+        if turns not in (1, 4, "auto"):
+            raise ConfigError(f"mediapipe detector turns must be 1, 4 or auto, not {turns!r}")
+        self.nms_iou, self.runtime, self.turn_below = float(nms_iou), runtime, float(turn_below)
+        self.turn_min_score, self.turn_margin = float(turn_min_score), float(turn_margin)
+        self.turns = 1 if runtime == "graph" else turns
+        turned = ["short", "full"] if turn_models == "both" else [turn_models]
+        if any(n not in _MODEL_SELECTION for n in turned):
+            raise ConfigError(f"mediapipe detector turn_models must be short, full or both, not {turn_models!r}")
+        self._turn_models = [i for i, n in enumerate(names) if n in turned] or list(range(len(names)))
+        if runtime == "tflite":
+            self._detectors = [BlazeFaceTflite(SPECS[n], max(float(min_score), SPECS[n].graph_min_score), num_threads)
+                               for n in names]
+            return
         try:
             from mediapipe.python.solutions import face_detection
         except ImportError as exc:
             raise BackendUnavailableError(
                 "the mediapipe face detector needs mediapipe==0.10.21 (pip install mediapipe==0.10.21)") from exc
-        self.nms_iou = float(nms_iou)
         self._detectors = [
             face_detection.FaceDetection(model_selection=_MODEL_SELECTION[n], min_detection_confidence=float(min_score))
             for n in names
         ]
 
+    def _graph_detect(self, detector, rgb: np.ndarray) -> list[FaceBox]:
+        height, width = rgb.shape[:2]
+        boxes = []
+        for det in detector.process(rgb).detections or []:
+            rel = det.location_data.relative_bounding_box
+            x0, y0 = rel.xmin * width, rel.ymin * height
+            kps = np.array([[k.x * width, k.y * height] for k in det.location_data.relative_keypoints])
+            boxes.append(FaceBox(x0, y0, x0 + rel.width * width, y0 + rel.height * height, float(det.score[0]),
+                                 kps if kps.shape == (NUM_DETECTOR_KEYPOINTS, 2) else None))
+        return boxes
+
+    def _turned(self, image_bgr: np.ndarray, turn: int) -> list[FaceBox]:
+        """Detections of every model in the image turned ``turn`` quarters clockwise, kept when their eyes say
+        the face's roll lies within 60 deg of the turn's (-90 deg x turn)."""
+        per_model = []
+        for index, detector in enumerate(self._detectors):
+            if turn and index not in self._turn_models:
+                continue
+            b, k, s = detector.detect(image_bgr, turn)
+            per_model.append([FaceBox(*map(float, b[i]), float(s[i]), k[i]) for i in range(len(s)) if turn == 0 or (
+                s[i] >= self.turn_min_score and abs((eye_tilt_deg(k[i]) + 90.0 * turn + 180.0) % 360.0 - 180.0) <= 60)])
+        return [box for boxes in per_model for box in boxes]
+
+    def _doubtful(self, boxes: Sequence[FaceBox]) -> bool:
+        """Whether the upright pass may have missed or misread a rolled face."""
+        if not boxes:
+            return True
+        for b in boxes:
+            k = b.keypoints
+            if b.score < self.turn_below or abs(eye_tilt_deg(k)) > 30:
+                return True
+        return False
+
     def detect(self, image_bgr: np.ndarray) -> list[FaceBox]:
-        """Faces in an 8-bit BGR image, best score first."""
-        height, width = image_bgr.shape[:2]
-        rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
-        boxes: list[FaceBox] = []
-        for detector in self._detectors:
-            for det in detector.process(rgb).detections or []:
-                rel = det.location_data.relative_bounding_box
-                x0, y0 = rel.xmin * width, rel.ymin * height
-                boxes.append(FaceBox(x0, y0, x0 + rel.width * width, y0 + rel.height * height, float(det.score[0])))
-        return non_max_suppression(boxes, self.nms_iou)
+        """Faces in an 8-bit BGR image, best score first, each with BlazeFace's six keypoints."""
+        if self.runtime == "graph":
+            rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
+            boxes = [b for detector in self._detectors for b in self._graph_detect(detector, rgb)]
+            return non_max_suppression(boxes, self.nms_iou)
+        upright = non_max_suppression(self._turned(image_bgr, 0), self.nms_iou)
+        if not (self.turns == 4 or (self.turns == "auto" and self._doubtful(upright))):
+            return upright
+        found = {turn: self._turned(image_bgr, turn) for turn in (1, 2, 3)}
+        upside_down = {id(b) for b in found[2]}
+        turned = non_max_suppression([b for boxes in found.values() for b in boxes], self.nms_iou)
+        kept = list(upright)
+        for box in turned:  # a turned detection replaces upright ones of the same face: see the class docstring
+            rivals = [u for u in upright if u.iou(box) > self.nms_iou]
+            margin = 0.0 if id(box) in upside_down else self.turn_margin
+            if not rivals or box.score >= max(u.score for u in rivals) + margin:
+                kept = [k for k in kept if k not in rivals or k is box] + [box]
+        return sorted(kept, key=lambda b: b.score, reverse=True)
 
     def close(self) -> None:
         for detector in self._detectors:

