@@ -28,10 +28,12 @@ class ScriptedEstimator:
         self.config = EstimatorConfig()
         self.script = list(script)
         self.intrinsics = []
+        self.video = []
         self.closed = False
 
-    def process(self, image, intrinsics=None):
+    def process(self, image, intrinsics=None, video=False):
         self.intrinsics.append(intrinsics)
+        self.video.append(video)
         faces = self.script.pop(0)
         return FrameResult(faces=faces, image_size=(640, 480), stages_ms={"detect": 1.0, "total": 2.0})
 
@@ -174,3 +176,14 @@ def test_debug_drawing_leaves_the_input_alone_and_marks_each_face():
     assert not img.any() and out.any()
     assert out[205:230, 0:200].any()  # the id label below the box
     assert draw_debug(img, [], []).sum() == 0
+
+
+def test_video_mode_parameter_reaches_the_estimator():
+    est = ScriptedEstimator([[], [], []])
+    core = HeadPoseCore(est)
+    core.process(IMG, header(0.0))
+    core.apply({"video_mode": False})
+    core.process(IMG, header(0.1))
+    core.apply({"video_mode": True})
+    core.process(IMG, header(0.2))
+    assert est.video == [True, False, True]  # on by default: the node and the bag tool process streams

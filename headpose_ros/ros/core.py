@@ -120,7 +120,7 @@ class HeadPoseCore:
         values = self.values
         if not values["use_camera_info"]:
             intrinsics = None
-        frame = self.estimator.process(image_bgr, intrinsics)
+        frame = self.estimator.process(image_bgr, intrinsics, video=values["video_mode"])
         update = self.tracker.update([f.box for f in frame.faces])
         self.smoother.forget(update.forgotten)
         faces = list(frame.faces)

@@ -101,8 +101,12 @@ def _specs() -> tuple[ParamSpec, ...]:
         S("qos.reliability", str, "best_effort", "Image subscription reliability; best_effort with depth 5 is "
           "SensorDataQoS and also receives from reliable publishers.", choices=("best_effort", "reliable")),
         S("qos.depth", int, 5, "Image subscription queue depth.", 1, 1000),
-        S("use_camera_info", bool, True, "Use camera_info intrinsics for metric positions; without them the "
+        S("use_camera_info", bool, True, "Use camera_info intrinsics: the pose is then in the camera's optical frame "
+          "and the position in metres; without them the pose is relative to each face's line of sight and the "
           "position is the unit-depth ray through the point between the eyes.", runtime=True),
+        S("video_mode", bool, True, "Follow faces from frame to frame with the face mesh and run the detector only "
+          "every 10 frames or when a face is lost (as MediaPipe's face-mesh graph does); false: detect on every "
+          "frame.", runtime=True),
         S("max_rate", float, 0.0, "Process at most this many frames per second (0: as fast as possible; the "
           "newest frame is always the one processed).", 0.0, 1000.0, runtime=True),
         # --- output ---
