@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from headpose_ros.estimator.detectors.mediapipe_face import (SPECS, quarter_turn, ssd_anchor_centres,
-                                                               weighted_nms)
+                                                             weighted_nms)
 
 pytest.importorskip("mediapipe", reason="the BlazeFace models ship in the mediapipe wheel")
 cv2 = pytest.importorskip("cv2")

@@ -12,8 +12,8 @@ turned by their eye line, so a head may roll freely), and the detector runs agai
 Single images never use this: :meth:`HeadPoseEstimator.process` detects on every frame unless ``video=True``.
 The box of a followed face keeps the detector's habits: it is placed and sized relative to the bounds of the
 face's mesh as the detector's box was on the frame where the face was detected (so that box-overlap tracking
-sees the same box from frame to frame), with the score of that detection. Frames are assumed consecutive; :meth:`VideoState.reset` forgets everything
-(call it when the stream jumps).
+sees the same box from frame to frame), with the score of that detection. Frames are assumed consecutive;
+:meth:`VideoState.reset` forgets everything (call it when the stream jumps).
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ It publishes ``sensor_msgs/Image`` (bgr8) frames loaded from a ``.npy`` file (N,
 clock at publication, for ``--seconds`` at ``--rate`` Hz; it receives ``/head_pose`` and the node's
 ``/diagnostics`` and writes one JSON object: frames published, poses received, latency from image stamp to the
 pose's arrival (ms), and the node's last diagnostic values. Both processes run on one machine, so the stamps and
-the arrival times come from the same clock. Started by :mod:`headpose_ros.tools.bench_ros`; not a user tool.
+the arrival times come from the same clock. With ``--echo`` it is instead a node that answers each image with a
+``PoseStamped`` carrying the image's header at once: the transport floor of the latency (image out, pose back,
+through rclpy and DDS) without any processing. Started by :mod:`headpose_ros.tools.bench_ros`; not a user tool.
 """
 
 from __future__ import annotations
@@ -93,6 +95,37 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "elapsed_s": round(elapsed, 2), "latency_ms": _stats_ms(latencies), "node_diagnostics": diagnostics}
 
 
+def echo(args: argparse.Namespace) -> None:
+    """The transport floor: a node that answers each image with a PoseStamped carrying its header, at once."""
+    import rclpy
+    from geometry_msgs.msg import PoseStamped
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    rclpy.init()
+    node = rclpy.create_node("headpose_bench_echo")
+    pub = node.create_publisher(PoseStamped, args.pose_topic, 10)
+    reliability = ReliabilityPolicy.RELIABLE if args.reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT
+
+    def on_image(msg: Any) -> None:
+        pose = PoseStamped()
+        pose.header = msg.header
+        pub.publish(pose)
+
+    node.create_subscription(Image, args.image_topic, on_image, QoSProfile(depth=5, reliability=reliability))
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    deadline = time.monotonic() + args.seconds
+    try:
+        while time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):  # bench-ros stops it with SIGINT
+        pass
+    node.destroy_node()
+    rclpy.try_shutdown()
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description="Camera-side peer of headpose-ros bench-ros (internal).")
     parser.add_argument("--frames", required=True, help=".npy file of (N, H, W, 3) uint8 BGR frames")
@@ -102,8 +135,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--image-topic", default="/bench/image_raw")
     parser.add_argument("--pose-topic", default="/head_pose")
     parser.add_argument("--reliability", choices=("best_effort", "reliable"), default="best_effort")
-    parser.add_argument("--out", required=True, help="where to write the JSON result")
+    parser.add_argument("--out", help="where to write the JSON result (camera role)")
+    parser.add_argument("--echo", action="store_true",
+                        help="be the echo node for --seconds instead: answer each image with its header at once")
     args = parser.parse_args(argv)
+    if args.echo:
+        echo(args)
+        return 0
+    if not args.out:
+        parser.error("--out is required")
     result = run(args)
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump(result, f)

@@ -22,7 +22,7 @@ Conventions:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Protocol, Sequence
+from typing import Any, Iterator, Mapping, Optional, Protocol, Sequence
 
 import numpy as np
 
@@ -255,23 +255,28 @@ def marker_array(types: MessageTypes, header: HeaderData, faces: Sequence[FaceRe
     return types.make("visualization_msgs/msg/MarkerArray", markers=markers)
 
 
+def iter_frame_outputs(types: MessageTypes, result: Any, publish_tf: bool, markers: bool,
+                       prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """What one processed frame (a :class:`~headpose_ros.ros.core.CoreResult`) yields, as the node publishes
+    it, the debug image aside, each message built only when the one before has been taken (the node publishes
+    ``/head_pose`` before the others are built): ``head_pose`` (only with a primary face), ``head_poses``
+    (always), ``transforms`` (a list of TransformStamped, with ``publish_tf`` and faces) and ``markers`` (with
+    ``markers`` and heads present or gone)."""
+    header = result.header
+    if result.primary_face is not None:
+        yield "head_pose", pose_stamped(types, header, result.primary_face)
+    yield "head_poses", pose_array(types, header, result.faces)
+    if publish_tf and result.faces:
+        yield "transforms", head_transforms(types, header, result.faces, result.face_ids, prefix)
+    if markers and (result.faces or result.gone_ids):
+        yield "markers", marker_array(types, header, result.faces, result.ids, result.face_ids, result.gone_ids,
+                                      result.primary_id, prefix)
+
+
 def frame_outputs(types: MessageTypes, result: Any, publish_tf: bool, markers: bool,
                   prefix: str = "") -> dict[str, Any]:
-    """What one processed frame (a :class:`~headpose_ros.ros.core.CoreResult`) yields, as the node publishes
-    it, the debug image aside: ``head_pose`` (only with a primary face), ``head_poses`` (always),
-    ``transforms`` (a list of TransformStamped, with ``publish_tf`` and faces) and ``markers`` (with ``markers``
-    and heads present or gone)."""
-    header = result.header
-    out: dict[str, Any] = {}
-    if result.primary_face is not None:
-        out["head_pose"] = pose_stamped(types, header, result.primary_face)
-    out["head_poses"] = pose_array(types, header, result.faces)
-    if publish_tf and result.faces:
-        out["transforms"] = head_transforms(types, header, result.faces, result.face_ids, prefix)
-    if markers and (result.faces or result.gone_ids):
-        out["markers"] = marker_array(types, header, result.faces, result.ids, result.face_ids, result.gone_ids,
-                                      result.primary_id, prefix)
-    return out
+    """:func:`iter_frame_outputs` as a dict, in publishing order (the bag tool and the soak)."""
+    return dict(iter_frame_outputs(types, result, publish_tf, markers, prefix))
 
 
 def delete_all_markers(types: MessageTypes, header: HeaderData) -> Any:

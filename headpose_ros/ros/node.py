@@ -287,14 +287,11 @@ class HeadPoseNode(Node):  # type: ignore[misc,valid-type]
 
     def _publish(self, item: Any, result: CoreResult) -> None:
         t, v, h = self.types, self.values, result.header
-        out = messages.frame_outputs(t, result, v["publish_tf"], v["markers"], v["tf_prefix"])
-        if "head_pose" in out:
-            self.pub_pose.publish(out["head_pose"])
-        self.pub_poses.publish(out["head_poses"])
-        if "transforms" in out and self.send_transforms is not None:
-            self.send_transforms(out["transforms"])
-        if "markers" in out:
-            self.pub_markers.publish(out["markers"])
+        publishers = {"head_pose": self.pub_pose.publish, "head_poses": self.pub_poses.publish,
+                      "transforms": self.send_transforms, "markers": self.pub_markers.publish}
+        for name, msg in messages.iter_frame_outputs(t, result, v["publish_tf"], v["markers"], v["tf_prefix"]):
+            if publishers[name] is not None:  # no TF sender without tf2_msgs
+                publishers[name](msg)
         if v["debug_image"] and self.pub_debug.get_subscription_count() > 0:
             from .draw import draw_debug
 

@@ -1,9 +1,12 @@
 """``headpose-ros bench-ros``: headpose_node over real ROS 2 next to the estimator alone, in one run.
 
-1. The estimator alone (this process) on the bench's 640x480 one-face frames: time per frame and frame rate.
+1. The estimator alone (this process) on the bench's 640x480 one-face frames, in video mode like the node
+   (``--no-video`` for both: detection on every frame): time per frame and frame rate.
 2. headpose_node in its own process (``python -m headpose_ros.ros.node``, default parameters, ``device`` cpu);
    once it has subscribed, its CPU use while idle (no images) over ``--idle-seconds``.
-3. A camera peer in a third process (:mod:`headpose_ros.ros.bench_peer`) publishes the same frames as raw
+3. The transport floor: the same frames answered at once by an echo node (``bench_peer --echo``): the latency
+   that rclpy and DDS alone add, image out and pose back.
+4. A camera peer in a third process (:mod:`headpose_ros.ros.bench_peer`) publishes the same frames as raw
    ``bgr8`` images at ``--rate`` Hz for ``--seconds`` and measures the latency from each image's stamp to its
    ``/head_pose``; the node's CPU use under load and its own counters (received, processed, skipped) from
    ``/diagnostics``.
@@ -45,20 +48,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def estimator_alone(frames: list[np.ndarray], seconds: float) -> dict[str, Any]:
-    """The default CPU estimator on ``frames`` (cycled) for about ``seconds``: ms per frame and frames/s."""
+def estimator_alone(frames: list[np.ndarray], seconds: float, video: bool = True) -> dict[str, Any]:
+    """The default CPU estimator on ``frames`` (cycled) for about ``seconds``, in video mode as the node runs it by
+    default (``video``): ms per frame and frames/s."""
     from ..estimator.pipeline import HeadPoseEstimator
 
     estimator = HeadPoseEstimator(EstimatorConfig(device="cpu"))
     try:
         for frame in frames[:3]:  # warm-up
-            estimator.process(frame)
+            estimator.process(frame, video=video)
         times, faces = [], []
         start = time.perf_counter()
         i = 0
         while time.perf_counter() - start < seconds:
             t0 = time.perf_counter()
-            result = estimator.process(frames[i % len(frames)])
+            result = estimator.process(frames[i % len(frames)], video=video)
             times.append(time.perf_counter() - t0)
             faces.append(len(result.faces))
             i += 1
@@ -96,45 +100,62 @@ class _Lines:
             return True
 
 
-def node_under_load(frames: list[np.ndarray], args: argparse.Namespace) -> dict[str, Any]:
+def _run_peer(env: dict[str, str], frames_file: Path, out_file: Path, args: argparse.Namespace) -> dict[str, Any]:
+    peer = subprocess.Popen([sys.executable, "-m", "headpose_ros.ros.bench_peer", "--frames", str(frames_file),
+                             "--rate", str(args.rate), "--seconds", str(args.seconds), "--reliability",
+                             args.reliability, "--out", str(out_file)], env=env)
+    if peer.wait(timeout=args.seconds + args.wait + 30) != 0:
+        raise HeadPoseError(f"the camera peer failed (exit {peer.returncode})")
+    return json.loads(out_file.read_text(encoding="utf-8"))
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def transport_floor(frames_file: Path, out_file: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The same frames answered by an echo node (no processing): latency of the transport alone."""
+    env = subprocess_environment(PYTHONUNBUFFERED="1")
+    echo = subprocess.Popen([sys.executable, "-m", "headpose_ros.ros.bench_peer", "--echo", "--frames",
+                             str(frames_file), "--seconds", str(args.seconds + args.wait + 30), "--reliability",
+                             args.reliability], env=env)
+    try:
+        return _run_peer(env, frames_file, out_file, args)
+    finally:
+        _stop(echo)
+
+
+def node_under_load(frames_file: Path, out_file: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Start the node, measure it idle, then under the peer's frames; its figures."""
     env = subprocess_environment(PYTHONUNBUFFERED="1")
-    with tempfile.TemporaryDirectory(prefix="headpose_bench_ros_") as tmp:
-        frames_file, out_file = Path(tmp) / "frames.npy", Path(tmp) / "peer.json"
-        np.save(frames_file, np.stack(frames))
-        node = subprocess.Popen([sys.executable, "-m", "headpose_ros.ros.node", "--ros-args", "-r",
-                                 "image:=/bench/image_raw", "-p", "device:=cpu", "-p",
-                                 f"qos.reliability:={args.reliability}"],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-        output = _Lines(node.stdout)
-        try:
-            if not output.wait_for("subscribed to", args.wait):
-                raise HeadPoseError("headpose_node did not start:\n" + "\n".join(output.lines[-20:]))
-            time.sleep(1.0)  # let start-up settle
-            c0, t0 = cpu_seconds(node.pid), time.monotonic()
-            time.sleep(args.idle_seconds)
-            idle = (cpu_seconds(node.pid) - c0) / (time.monotonic() - t0)
-            peer = subprocess.Popen([sys.executable, "-m", "headpose_ros.ros.bench_peer", "--frames",
-                                     str(frames_file), "--rate", str(args.rate), "--seconds", str(args.seconds),
-                                     "--reliability", args.reliability, "--out", str(out_file)], env=env)
-            c0, t0 = cpu_seconds(node.pid), time.monotonic()
-            if peer.wait(timeout=args.seconds + args.wait + 30) != 0:
-                raise HeadPoseError(f"the camera peer failed (exit {peer.returncode})")
-            loaded = (cpu_seconds(node.pid) - c0) / (time.monotonic() - t0)
-            result = json.loads(out_file.read_text(encoding="utf-8"))
-        finally:
-            node.send_signal(signal.SIGINT)
-            try:
-                node.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                node.kill()
-                node.wait()
+    node = subprocess.Popen([sys.executable, "-m", "headpose_ros.ros.node", "--ros-args", "-r",
+                             "image:=/bench/image_raw", "-p", "device:=cpu", "-p",
+                             f"qos.reliability:={args.reliability}", "-p", f"video_mode:={str(args.video).lower()}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    output = _Lines(node.stdout)
+    try:
+        if not output.wait_for("subscribed to", args.wait):
+            raise HeadPoseError("headpose_node did not start:\n" + "\n".join(output.lines[-20:]))
+        time.sleep(1.0)  # let start-up settle
+        c0, t0 = cpu_seconds(node.pid), time.monotonic()
+        time.sleep(args.idle_seconds)
+        idle = (cpu_seconds(node.pid) - c0) / (time.monotonic() - t0)
+        c0, t0 = cpu_seconds(node.pid), time.monotonic()
+        result = _run_peer(env, frames_file, out_file, args)
+        loaded = (cpu_seconds(node.pid) - c0) / (time.monotonic() - t0)
+    finally:
+        _stop(node)
     result.update(node_cpu_idle_pct=round(100 * idle, 2), node_cpu_loaded_pct=round(100 * loaded, 1),
                   node_exit_code=node.returncode)
     return result
 
 
-def format_report(est: dict[str, Any], node: dict[str, Any], rate: float) -> str:
+def format_report(est: dict[str, Any], node: dict[str, Any], floor: dict[str, Any], rate: float) -> str:
     achievable = min(rate, est["fps"])
     diag = node.get("node_diagnostics", {})
     lat = node["latency_ms"]
@@ -149,6 +170,9 @@ def format_report(est: dict[str, Any], node: dict[str, Any], rate: float) -> str
         f"latency image stamp -> /head_pose: p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms "
         f"(p50 = {lat['p50'] / est['ms_mean']:.2f}x the estimator's time per frame)" if lat["p50"] is not None
         else "latency: no /head_pose received",
+        f"transport floor (an echo node, no processing): p50 {floor['latency_ms']['p50']} ms, p95 "
+        f"{floor['latency_ms']['p95']} ms; node p50 minus floor = "
+        f"{(lat['p50'] or 0) - (floor['latency_ms']['p50'] or 0):.1f} ms",
         f"node CPU: idle {node['node_cpu_idle_pct']:.1f} % of a core, under load {node['node_cpu_loaded_pct']:.0f} %",
     ]
     return "\n".join(lines)
@@ -158,14 +182,20 @@ def run(args: argparse.Namespace) -> int:
     """The ``bench-ros`` command."""
     frames = make_frames(1, 8, args.seed)
     machine = machine_info()
-    est = estimator_alone(frames, args.estimator_seconds)
-    node = node_under_load(frames, args)
+    est = estimator_alone(frames, args.estimator_seconds, video=args.video)
+    with tempfile.TemporaryDirectory(prefix="headpose_bench_ros_") as tmp:
+        frames_file, out_file = Path(tmp) / "frames.npy", Path(tmp) / "peer.json"
+        np.save(frames_file, np.stack(frames))
+        floor = transport_floor(frames_file, out_file, args)
+        node = node_under_load(frames_file, out_file, args)
     print(f"bench-ros: {FRAME_SIZE[0]}x{FRAME_SIZE[1]} bgr8 frames with one face at {args.rate:g} Hz for "
-          f"{args.seconds:g} s ({args.reliability}), {machine['cpus_usable']} usable CPUs, load average at start "
+          f"{args.seconds:g} s ({args.reliability}, {'video mode' if args.video else 'detection on every frame'}), "
+          f"{machine['cpus_usable']} usable CPUs, load average at start "
           f"{machine['load_average_at_start']}")
-    print(format_report(est, node, args.rate))
+    print(format_report(est, node, floor, args.rate))
     if args.json:
-        write_json(args.json, {"estimator": est, "node": node, "rate_hz": args.rate, "machine": machine})
+        write_json(args.json, {"estimator": est, "node": node, "transport_floor": floor, "rate_hz": args.rate,
+                               "machine": machine})
     return 0 if node["poses"] > 0 else 1
 
 
@@ -182,6 +212,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--reliability", choices=("best_effort", "reliable"), default="best_effort",
                         help="QoS of the camera publisher and the node's subscription")
     parser.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the node to start")
+    parser.add_argument("--no-video", dest="video", action="store_false",
+                        help="detect on every frame, in the node and the estimator alone (default: video mode)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the frames")
     parser.add_argument("--json", metavar="FILE", help="write all figures as JSON")
     parser.set_defaults(func=run)
