@@ -15,6 +15,7 @@ from .errors import ConfigError
 from .images import to_bgr8
 from .keypoints import KEYPOINT_SOURCES, KeypointSource
 from .regressor import HeadPoseRegressor
+from .visibility import visible_confidence
 from .types import (HEATMAP_SIZE, LEFT_EYE, NUM_KEYPOINTS, RIGHT_EYE, CameraIntrinsics, FaceBox, FaceResult,
                     FrameResult, HeadPose)
 
@@ -47,6 +48,7 @@ class HeadPoseEstimator:
             built = build_stages(self.config)
             detector, keypoint_source = detector or built[0], keypoint_source or built[1]
         self.detector, self.keypoint_source = detector, keypoint_source
+        self.quality = None  # the face-quality check (quality.py), built when a face first needs it
         kind = getattr(self.keypoint_source, "heatmap_kind", "rendered")
         if kind != self.regressor.heatmap_kind:
             raise ConfigError(
@@ -86,7 +88,7 @@ class HeadPoseEstimator:
         boxes = self._select(self.detector.detect(img), width, height)
         t1 = time.perf_counter()
         located = self.keypoint_source.locate(img, boxes) if boxes else []
-        pairs = [(b, k) for b, k in zip(boxes, located) if k is not None]
+        pairs = self._check_faces(img, [(b, k) for b, k in zip(boxes, located) if k is not None])
         t2 = time.perf_counter()
         faces: list[FaceResult] = []
         if pairs:
@@ -95,8 +97,10 @@ class HeadPoseEstimator:
             calibrated = intrinsics is not None and intrinsics.is_valid()
             cam = intrinsics if calibrated else CameraIntrinsics.guess(width, height)
             for (box, kp), ypr in zip(pairs, angles):
-                anchor = self._anchor(kp.keypoints.xy, kp.keypoints.confidence)
                 pose = HeadPose(*(float(a) for a in ypr))
+                if self.config.hidden_keypoints:  # hidden keypoints (far ear) fall below keypoint_threshold
+                    kp.keypoints.confidence = visible_confidence(kp.keypoints.confidence, pose)
+                anchor = self._anchor(kp.keypoints.xy, kp.keypoints.confidence)
                 if calibrated:  # a guessed focal length (e.g. of a face crop) would turn the pose wrongly
                     pose = geometry.camera_pose_from_apparent(pose, *anchor, cam)
                 position, is_ray = self._position(kp.keypoints.xy, kp.keypoints.confidence, pose, intrinsics, anchor,
@@ -107,6 +111,20 @@ class HeadPoseEstimator:
         ms = lambda a, b: round((b - a) * 1000.0, 3)  # noqa: E731
         stages = {"detect": ms(t0, t1), "keypoints": ms(t1, t2), "regress": ms(t2, t3), "total": ms(t0, t3)}
         return FrameResult(faces=faces, image_size=(width, height), stages_ms=stages)
+
+    def _check_faces(self, img: np.ndarray, pairs: list) -> list:
+        """``pairs`` (box, keypoints) without the faces whose quality is below ``min_face_quality``; the check
+        needs the dense landmarks of the face mesh and passes faces without them."""
+        dense = [i for i, (_, k) in enumerate(pairs) if k.landmarks is not None]
+        if self.config.min_face_quality <= 0 or not dense:
+            return pairs
+        if self.quality is None:
+            from .quality import FaceQuality
+
+            self.quality = FaceQuality()
+        scores = self.quality.assess(img, [pairs[i][1] for i in dense], [pairs[i][0].score for i in dense])
+        rejected = {i for i, q in zip(dense, scores) if q < self.config.min_face_quality}
+        return [p for i, p in enumerate(pairs) if i not in rejected]
 
     def _anchor(self, xy: np.ndarray, conf: np.ndarray) -> tuple[float, float]:
         """The face's reference pixel: between the eyes when both are seen, else the mean of the seen keypoints."""
@@ -129,7 +147,7 @@ class HeadPoseEstimator:
 
     def close(self) -> None:
         """Release the backends' native resources."""
-        for stage in (self.detector, self.keypoint_source):
+        for stage in (self.detector, self.keypoint_source, self.quality):
             closer = getattr(stage, "close", None)
             if callable(closer):
                 closer()
