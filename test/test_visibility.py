@@ -16,8 +16,10 @@ def test_a_face_up_to_35_degrees_shows_all_five(yaw: float) -> None:
     assert np.all(keypoint_visibility(HeadPose(yaw, 0.0, 0.0)) == 1.0)
 
 
-@pytest.mark.parametrize("yaw, hidden, seen", [(56.0, RIGHT_EAR, LEFT_EAR), (80.0, RIGHT_EAR, LEFT_EAR),
-                                                (-60.0, LEFT_EAR, RIGHT_EAR), (-90.0, LEFT_EAR, RIGHT_EAR)])
+@pytest.mark.parametrize("yaw, hidden, seen", [
+    (56.0, RIGHT_EAR, LEFT_EAR), (80.0, RIGHT_EAR, LEFT_EAR),
+    (-60.0, LEFT_EAR, RIGHT_EAR), (-90.0, LEFT_EAR, RIGHT_EAR),
+])
 def test_beyond_55_degrees_of_predicted_yaw_the_far_ear_is_hidden(yaw: float, hidden: int, seen: int) -> None:
     # yaw > 0 turns the face toward the image's left (the subject's right): the right ear turns away
     conf = visible_confidence(np.full(5, 0.9), HeadPose(yaw, 0.0, 0.0))

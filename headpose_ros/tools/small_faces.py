@@ -59,7 +59,7 @@ def measure(detectors: dict[str, Any], sizes: Sequence[tuple[int, int]] = SIZES,
         out[label] = {"found": per_size, "found_by_width": cells,
                       "detect_ms_median": round(1000 * float(np.median(times[label])), 2)}
     if negatives_seed is not None:
-        counts = {k: 0 for k in detectors}
+        counts = dict.fromkeys(detectors, 0)
         n = 0
         for size in sizes:
             for _, img in scenes.negative_scenes(negatives_seed, size, per_source=1):
@@ -93,7 +93,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from ..estimator.detectors import DETECTORS
 
     tiled_options = {"tile_px": args.tile_px, "overlap": args.overlap}
-    runner = None
+    runner: Optional[Any] = None
     if args.pipeline:
         from ..estimator.config import EstimatorConfig
         from ..estimator.pipeline import HeadPoseEstimator
@@ -103,8 +103,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                                                  min_face_score=args.min_score))}
         detectors: dict[str, Any] = dict(estimators)
 
-        def runner(label: str, img: np.ndarray) -> list:
+        def run_estimator(label: str, img: np.ndarray) -> list:
             return [f.box for f in estimators[label].process(img).faces]
+
+        runner = run_estimator
     else:
         detectors = {"mediapipe": DETECTORS.create("mediapipe"), "tiled": DETECTORS.create("tiled", **tiled_options)}
     result = measure(detectors, widths=args.widths, seeds=args.seeds, min_score=args.min_score,
