@@ -17,6 +17,12 @@ cannot pass a non-face::
 
     quality = sigmoid(W_MIRROR * ln(mirror + 0.001) + W_PRESENCE * presence + W_SCORE * min(score, SCORE_CAP) + BIAS)
 
+A face narrower than ``SMALL_FACE_PX`` (the extent of its landmarks) must also look like one to the mesh:
+its quality is at most the mesh's presence score. So small, the crop is a blur on which the mesh's guess is
+a symmetric mean face, mirror-consistent whatever it is (texture, star field, page of text found by the
+tiled detector), while the presence score still tells faces (0.997 or more for 95 % of the development faces
+pasted at 40-80 px into HD frames) from the rest.
+
 The weights were fitted (logistic regression) on the development sets' faces (AFLW2000 dev, every second
 BIWI dev crop; 1,301 faces, profiles included) against generated non-face scenes
 (:func:`headpose_ros.tools.scenes.negative_scenes`, seeds 0 and 2), and the bias set so that the least
@@ -39,6 +45,8 @@ from .types import LEFT_EYE, NOSE, RIGHT_EYE, FaceKeypoints
 #: Weights of the quality's logistic model (see the module docstring).
 W_MIRROR, W_PRESENCE, W_SCORE, BIAS = -6.0, 10.0, 55.0, -58.5
 SCORE_CAP = 0.8
+#: Faces narrower than this (image pixels, extent of the landmarks) need the mesh's presence as well.
+SMALL_FACE_PX = 80.0
 #: Mesh landmark indices averaged into nose tip, right eye and left eye (as the face_mesh source does).
 _NOSE_EYES = ((1,), (33, 133, 159, 145), (362, 263, 386, 374))
 _INPUT = 192
@@ -72,12 +80,13 @@ def _levelled_crop(points: np.ndarray, right_eye: np.ndarray, left_eye: np.ndarr
                      [-ss, cc, _INPUT / 2 + ss * centre[0] - cc * centre[1]]])
 
 
-def quality_from(mirror: float, presence: float, score: float) -> float:
+def quality_from(mirror: float, presence: float, score: float, width_px: float = SMALL_FACE_PX) -> float:
     """The quality in (0, 1) of a face with mirror disagreement ``mirror`` (fraction of its size), mesh presence
-    and detector score in [0, 1]."""
+    and detector score in [0, 1], ``width_px`` pixels wide."""
     logit = (W_MIRROR * math.log(max(mirror, 0.0) + 1e-3) + W_PRESENCE * presence
              + W_SCORE * min(max(score, 0.0), SCORE_CAP) + BIAS)
-    return 1.0 / (1.0 + math.exp(-min(max(logit, -50.0), 50.0)))
+    quality = 1.0 / (1.0 + math.exp(-min(max(logit, -50.0), 50.0)))
+    return min(quality, presence) if width_px < SMALL_FACE_PX else quality
 
 
 class FaceQuality:
@@ -136,7 +145,7 @@ class FaceQuality:
         detector score in [0, 1]."""
         if not faces:
             return []
-        transforms, sizes, found = [], [], []
+        transforms, sizes, found, widths = [], [], [], []
         for face in faces:
             xy = face.keypoints.xy
             dense = face.landmarks is not None and len(face.landmarks) >= 3
@@ -145,6 +154,7 @@ class FaceQuality:
                                CROP_SCALE_LANDMARKS if dense else CROP_SCALE_KEYPOINTS)
             transforms += [m, m]
             extent = float(np.max(points.max(0) - points.min(0)))
+            widths.append(extent * (1.0 if dense else 1.3))
             sizes.append(max(extent * (1.0 if dense else 1.3), 1e-6))
             found.append(xy[[NOSE, RIGHT_EYE, LEFT_EYE]])
         points, presence = self._run(image_bgr, transforms, [False, True] * len(faces))
@@ -156,7 +166,7 @@ class FaceQuality:
             repeat = float(np.linalg.norm(plain - found[i], axis=1).mean() / size)
             pres = float(presence[2 * i: 2 * i + 2].max())
             score = float(scores[i])
-            out.append(FaceEvidence(mirror, repeat, pres, score, quality_from(mirror, pres, score)))
+            out.append(FaceEvidence(mirror, repeat, pres, score, quality_from(mirror, pres, score, widths[i])))
         return out
 
     def assess(self, image_bgr: np.ndarray, faces: Sequence[FaceKeypoints], scores: Sequence[float]) -> np.ndarray:
@@ -167,4 +177,4 @@ class FaceQuality:
         self._interp = None
 
 
-__all__ = ["FaceQuality", "FaceEvidence", "quality_from", "SCORE_CAP"]
+__all__ = ["FaceQuality", "FaceEvidence", "quality_from", "SCORE_CAP", "SMALL_FACE_PX"]
