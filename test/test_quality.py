@@ -32,6 +32,13 @@ def test_a_confident_detector_alone_cannot_pass_a_non_face() -> None:
     assert quality_from(0.01, 1.0, 0.75) > 0.9  # a consistent, present face passes
 
 
+def test_a_small_face_also_needs_the_mesh_presence() -> None:
+    # a blurred 40 px crop gives a mirror-consistent mean face whatever it shows: presence decides
+    assert quality_from(0.01, 0.1, 0.75, width_px=120.0) > 0.9
+    assert quality_from(0.01, 0.1, 0.75, width_px=40.0) < 0.5
+    assert quality_from(0.01, 0.99, 0.75, width_px=40.0) > 0.9
+
+
 def test_config_validates_min_face_quality() -> None:
     assert EstimatorConfig(min_face_quality=0.0).min_face_quality == 0.0
     for bad in (-0.1, 1.5, "high", True):

@@ -26,7 +26,7 @@ pasted at 40-80 px into HD frames) from the rest.
 The weights were fitted (logistic regression) on the development sets' faces (AFLW2000 dev, every second
 BIWI dev crop; 1,301 faces, profiles included) against generated non-face scenes
 (:func:`headpose_ros.tools.scenes.negative_scenes`, seeds 0 and 2), and the bias set so that the least
-face-like development face scores 0.62; other seeds validated it (see README). The pipeline drops a face whose
+face-like development face scores 0.64; other seeds validated it (see README). The pipeline drops a face whose
 quality is below ``EstimatorConfig.min_face_quality`` (0.5 by default; 0 turns the check off). The check needs
 the face mesh's dense landmarks and passes faces from sources without them.
 """
