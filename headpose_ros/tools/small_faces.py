@@ -81,7 +81,7 @@ def measure(detectors: dict[str, Any], sizes: Sequence[tuple[int, int]] = SIZES,
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m headpose_ros.tools.small_faces", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tile-px", type=int, default=320)
+    parser.add_argument("--tile-px", type=int, default=256)
     parser.add_argument("--overlap", type=float, default=0.35)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--widths", type=int, nargs="+", default=list(WIDTHS))

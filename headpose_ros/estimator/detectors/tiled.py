@@ -10,8 +10,12 @@ dropped; all boxes are then merged: a box overlapping a better-scored one by mor
 (intersection over union) or lying mostly inside it (intersection over the smaller box above
 ``containment``) is removed.
 
-The cost grows with the number of tiles (``tile_count`` tells it for a frame size): measure it with
-:func:`headpose_ros.tools.scenes` frames (``tools/small_faces.py``).
+The cost grows with the number of tiles (``tile_count`` tells it for a frame size; with the defaults 84 at
+1920x1080, 40 at 1280x720). Measured with ``python -m headpose_ros.tools.small_faces --seeds 0 1 2 3``
+(four public portraits pasted at 40-160 px, 112 faces per frame size): found 97.3 % (1920x1080) and 95.5 %
+(1280x720) against 33 % and 51 % for the plain ``mediapipe`` detector, at 20x its detection time in the same
+run. ``tile_px=320`` (60 and 24 tiles) found 93.8 % and 95.5 % at 14x. Combine it with the face-quality check
+(on by default): tiles multiply the detector's false faces.
 """
 
 from __future__ import annotations
@@ -71,7 +75,7 @@ class TiledFaceDetector:
 
     def __init__(self, base: str = "mediapipe", base_options: Optional[dict[str, Any]] = None,
                  tile_detector: str = "mediapipe", tile_options: Optional[dict[str, Any]] = None,
-                 tile_px: int = 320, overlap: float = 0.35, max_tile_fraction: float = 0.9,
+                 tile_px: int = 256, overlap: float = 0.35, max_tile_fraction: float = 0.9,
                  nms_iou: float = 0.3, containment: float = 0.6, edge_margin: float = 0.02):
         if base == "tiled" or tile_detector == "tiled":
             raise ConfigError("the tiled detector cannot wrap itself")
