@@ -36,6 +36,10 @@ class EstimatorConfig:
     - ``keypoint_threshold``: confidence below which a keypoint counts as missing, in [0, 1].
     - ``max_faces``: at most this many faces (the largest) are processed per frame.
     - ``min_face_px``: faces whose box is narrower than this many pixels are dropped.
+    - ``min_face_quality``: faces whose quality (:mod:`~headpose_ros.estimator.quality`: is it a face at all,
+      whatever the detector says) is below this are dropped, in [0, 1]; 0 turns the check off.
+    - ``hidden_keypoints``: ``True`` lowers the confidence of keypoints the face hides from the camera (the far
+      ear of a turned head, :mod:`~headpose_ros.estimator.visibility`) below ``keypoint_threshold``.
     """
 
     detector: str = "mediapipe"
@@ -48,6 +52,8 @@ class EstimatorConfig:
     keypoint_threshold: float = 0.3
     max_faces: int = 16
     min_face_px: int = 16
+    min_face_quality: float = 0.5
+    hidden_keypoints: bool = True
 
     def __post_init__(self) -> None:
         self.validate()
@@ -56,7 +62,7 @@ class EstimatorConfig:
         """Raise ConfigError naming the first bad value."""
         if self.device not in DEVICES:
             raise ConfigError(f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
-        for name in ("min_face_score", "keypoint_threshold"):
+        for name in ("min_face_score", "keypoint_threshold", "min_face_quality"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
                 raise ConfigError(f"{name} must be a number in [0, 1], not {value!r}")
@@ -65,6 +71,8 @@ class EstimatorConfig:
         px = self.min_face_px
         if not isinstance(px, int) or isinstance(px, bool) or not 0 <= px <= 4096:
             raise ConfigError(f"min_face_px must be an integer in [0, 4096], not {self.min_face_px!r}")
+        if not isinstance(self.hidden_keypoints, bool):
+            raise ConfigError(f"hidden_keypoints must be true or false, not {self.hidden_keypoints!r}")
         for name in ("detector", "keypoints", "model"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ConfigError(f"{name} must be a non-empty string, not {getattr(self, name)!r}")

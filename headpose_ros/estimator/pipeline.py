@@ -18,6 +18,7 @@ from .regressor import HeadPoseRegressor
 from .types import (HEATMAP_SIZE, LEFT_EYE, NUM_KEYPOINTS, RIGHT_EYE, CameraIntrinsics, FaceBox, FaceKeypoints,
                     FaceResult, FrameResult, HeadPose)
 from .video import VideoState, box_of
+from .visibility import visible_confidence
 
 LOG = logging.getLogger(__name__)
 #: Stage names of ``FrameResult.stages_ms``, in pipeline order.
@@ -52,6 +53,7 @@ class HeadPoseEstimator:
             built = build_stages(self.config)
             detector, keypoint_source = detector or built[0], keypoint_source or built[1]
         self.detector, self.keypoint_source = detector, keypoint_source
+        self.quality = None  # the face-quality check (quality.py), built when a face first needs it
         kind = getattr(self.keypoint_source, "heatmap_kind", "rendered")
         if kind != self.regressor.heatmap_kind:
             raise ConfigError(
@@ -112,13 +114,13 @@ class HeadPoseEstimator:
             boxes = self._select(self.detector.detect(img), width, height)
             t1 = time.perf_counter()
             located = self.keypoint_source.locate(img, boxes) if boxes else []
-            if video:
-                kept = [(k.landmarks, b) for b, k in zip(boxes, located) if k is not None]
-                self.video.detected([m for m, _ in kept], [b for _, b in kept])
+            pairs = self._check_faces(img, [(b, k) for b, k in zip(boxes, located) if k is not None])
+            if video:  # only faces that passed the quality check are followed
+                self.video.detected([k.landmarks for _, k in pairs], [b for b, _ in pairs])
         else:
             t1 = t0
             boxes, located = tracked
-        pairs = [(b, k) for b, k in zip(boxes, located) if k is not None]
+            pairs = [(b, k) for b, k in zip(boxes, located) if k is not None]  # checked when detected
         t2 = time.perf_counter()
         faces: list[FaceResult] = []
         if pairs:
@@ -131,6 +133,10 @@ class HeadPoseEstimator:
                 angles = geometry.compose_line_of_sight_roll(angles, turn)
             calibrated = intrinsics is not None and intrinsics.is_valid()
             cam = intrinsics if calibrated else CameraIntrinsics.guess(width, height)
+            if self.config.hidden_keypoints:  # hidden keypoints (far ear) fall below keypoint_threshold
+                for (_, kp), ypr in zip(pairs, angles):
+                    kp.keypoints.confidence = visible_confidence(kp.keypoints.confidence,
+                                                                 HeadPose(*(float(a) for a in ypr)))
             anchors = [self._anchor(k.keypoints.xy, k.keypoints.confidence) for _, k in pairs]
             if calibrated:  # a guessed focal length (e.g. of a face crop) would turn the pose wrongly
                 angles = geometry.camera_poses_from_apparent(angles, np.array(anchors), cam)
@@ -144,6 +150,20 @@ class HeadPoseEstimator:
         ms = lambda a, b: round((b - a) * 1000.0, 3)  # noqa: E731
         stages = {"detect": ms(t0, t1), "keypoints": ms(t1, t2), "regress": ms(t2, t3), "total": ms(t0, t3)}
         return FrameResult(faces=faces, image_size=(width, height), stages_ms=stages)
+
+    def _check_faces(self, img: np.ndarray, pairs: list) -> list:
+        """``pairs`` (box, keypoints) without the faces whose quality is below ``min_face_quality``; the check
+        needs the dense landmarks of the face mesh and passes faces without them."""
+        dense = [i for i, (_, k) in enumerate(pairs) if k.landmarks is not None]
+        if self.config.min_face_quality <= 0 or not dense:
+            return pairs
+        if self.quality is None:
+            from .quality import FaceQuality
+
+            self.quality = FaceQuality()
+        scores = self.quality.assess(img, [pairs[i][1] for i in dense], [pairs[i][0].score for i in dense])
+        rejected = {i for i, q in zip(dense, scores) if q < self.config.min_face_quality}
+        return [p for i, p in enumerate(pairs) if i not in rejected]
 
     def _anchor(self, xy: np.ndarray, conf: np.ndarray) -> tuple[float, float]:
         """The face's reference pixel: between the eyes when both are seen, else the mean of the seen keypoints."""
@@ -166,7 +186,7 @@ class HeadPoseEstimator:
 
     def close(self) -> None:
         """Release the backends' native resources."""
-        for stage in (self.detector, self.keypoint_source):
+        for stage in (self.detector, self.keypoint_source, self.quality):
             closer = getattr(stage, "close", None)
             if callable(closer):
                 closer()

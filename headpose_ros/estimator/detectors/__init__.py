@@ -22,5 +22,6 @@ DETECTORS = Registry(
         "mediapipe": ".detectors.mediapipe_face:MediaPipeFaceDetector",
         "dlib_cnn": ".detectors.dlib_face:DlibCnnFaceDetector",
         "dlib_hog": ".detectors.dlib_face:DlibHogFaceDetector",
+        "tiled": ".detectors.tiled:TiledFaceDetector",
     },
 )
