@@ -42,7 +42,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .errors import BackendUnavailableError
+from .tflite import load_interpreter
 from .types import LEFT_EYE, NOSE, RIGHT_EYE, FaceKeypoints
 
 #: Weights of the quality's logistic model (see the module docstring).
@@ -99,15 +99,7 @@ class FaceQuality:
         from .keypoints.face_mesh import bundled_model_path
 
         path = model_path or str(bundled_model_path())
-        try:
-            from tensorflow import lite
-        except ImportError as exc:
-            raise BackendUnavailableError("the face-quality check needs tensorflow (pip install tensorflow)") from exc
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self._interp = lite.Interpreter(model_path=path, num_threads=int(num_threads))
+        self._interp = load_interpreter(path, "face-quality check's face mesh model", num_threads)
         self._input = self._interp.get_input_details()[0]["index"]
         outputs = sorted(self._interp.get_output_details(), key=lambda d: -int(np.prod(d["shape"])))
         self._landmarks_out, self._presence_out = outputs[0]["index"], outputs[1]["index"]

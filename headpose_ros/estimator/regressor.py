@@ -31,6 +31,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .errors import BackendUnavailableError, ConfigError, ModelFileError
+from .tflite import load_interpreter
 from .types import HEATMAP_SIZE, NUM_KEYPOINTS
 
 LOG = logging.getLogger(__name__)
@@ -227,16 +228,7 @@ class HeadPoseRegressor:
                 raise ModelFileError(f"TFLite model: {problem}")
             LOG.info("regressor runs on Keras: %s", problem)
             return
-        import warnings
-
-        import tensorflow as tf
-
-        with warnings.catch_warnings():  # tf.lite.Interpreter warns of its future move to ai_edge_litert
-            warnings.simplefilter("ignore")
-            try:
-                self._interp = tf.lite.Interpreter(model_path=str(path), num_threads=1)
-            except (ValueError, RuntimeError) as exc:
-                raise ModelFileError(f"TFLite model {path} cannot be loaded: {exc}") from None
+        self._interp = load_interpreter(path, "TFLite model", 1, error=ModelFileError)
         self._in = self._interp.get_input_details()[0]["index"]
         self._out = self._interp.get_output_details()[0]["index"]
         self._interp.resize_tensor_input(self._in, [1, HEATMAP_SIZE, HEATMAP_SIZE, NUM_KEYPOINTS])

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -29,6 +28,7 @@ import cv2
 import numpy as np
 
 from ..errors import BackendUnavailableError, ConfigError
+from ..tflite import load_interpreter
 from ..types import FaceBox
 
 _MODEL_SELECTION = {"short": 0, "full": 1}
@@ -144,18 +144,7 @@ class BlazeFaceTflite:
     """One BlazeFace model through ``tf.lite.Interpreter``, decoded like MediaPipe's face-detection graph."""
 
     def __init__(self, spec: BlazeFaceSpec, min_score: float, num_threads: int = 1):
-        try:
-            from tensorflow import lite
-        except ImportError as exc:
-            raise BackendUnavailableError(
-                "the mediapipe detector's tflite runtime needs tensorflow (pip install tensorflow==2.19.1)") from exc
-        path = _bundled(spec.filename)
-        with warnings.catch_warnings():  # tf.lite.Interpreter warns of its future move to ai_edge_litert
-            warnings.simplefilter("ignore")
-            try:
-                self._interp = lite.Interpreter(model_path=str(path), num_threads=int(num_threads))
-            except (ValueError, RuntimeError) as exc:
-                raise BackendUnavailableError(f"face detection model {path} cannot be loaded: {exc}") from exc
+        self._interp = load_interpreter(_bundled(spec.filename), "face detection model", num_threads)
         self._interp.allocate_tensors()
         self._input = self._interp.get_input_details()[0]["index"]
         outs = sorted(self._interp.get_output_details(), key=lambda d: -int(d["shape"][-1]))

@@ -39,6 +39,7 @@ import cv2
 import numpy as np
 
 from ..errors import BackendUnavailableError, ConfigError
+from ..tflite import load_interpreter
 from ..heatmaps import keypoints_to_heatmaps
 from ..types import LEFT_EYE, NUM_KEYPOINTS, RIGHT_EYE, FaceBox, FaceKeypoints, Keypoints
 
@@ -123,19 +124,7 @@ class FaceMeshKeypoints:
         if not 1.0 <= float(crop_scale) <= 4.0:
             raise ConfigError(f"face_mesh crop_scale must lie in [1, 4], not {crop_scale!r}")
         path = Path(model_path) if model_path else bundled_model_path()
-        try:
-            from tensorflow import lite
-        except ImportError as exc:
-            raise BackendUnavailableError(
-                "the face_mesh keypoint source needs tensorflow (pip install tensorflow==2.19.1)") from exc
-        import warnings
-
-        with warnings.catch_warnings():  # tf.lite.Interpreter warns of its future move to ai_edge_litert
-            warnings.simplefilter("ignore")
-            try:
-                self._interp = lite.Interpreter(model_path=str(path), num_threads=int(num_threads))
-            except (ValueError, RuntimeError) as exc:
-                raise BackendUnavailableError(f"face mesh model {path} cannot be loaded: {exc}") from exc
+        self._interp = load_interpreter(path, "face mesh model", num_threads)
         self._input = self._interp.get_input_details()[0]["index"]
         outputs = sorted(self._interp.get_output_details(), key=lambda d: -int(np.prod(d["shape"])))
         self._landmarks_out, self._presence_out = outputs[0]["index"], outputs[1]["index"]
