@@ -135,7 +135,8 @@ def node_under_load(frames_file: Path, out_file: Path, args: argparse.Namespace)
     env = subprocess_environment(PYTHONUNBUFFERED="1")
     node = subprocess.Popen([sys.executable, "-m", "headpose_ros.ros.node", "--ros-args", "-r",
                              "image:=/bench/image_raw", "-p", "device:=cpu", "-p",
-                             f"qos.reliability:={args.reliability}", "-p", f"video_mode:={str(args.video).lower()}"],
+                             f"qos.reliability:={args.reliability}", "-p", f"video_mode:={str(args.video).lower()}",
+                             "-p", f"hri.enabled:={str(args.hri).lower()}"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     output = _Lines(node.stdout)
     try:
@@ -189,7 +190,8 @@ def run(args: argparse.Namespace) -> int:
         floor = transport_floor(frames_file, out_file, args)
         node = node_under_load(frames_file, out_file, args)
     print(f"bench-ros: {FRAME_SIZE[0]}x{FRAME_SIZE[1]} bgr8 frames with one face at {args.rate:g} Hz for "
-          f"{args.seconds:g} s ({args.reliability}, {'video mode' if args.video else 'detection on every frame'}), "
+          f"{args.seconds:g} s ({args.reliability}, {'video mode' if args.video else 'detection on every frame'}, "
+          f"REP-155 topics {'on' if args.hri else 'off'}), "
           f"{machine['cpus_usable']} usable CPUs, load average at start "
           f"{machine['load_average_at_start']}")
     print(format_report(est, node, floor, args.rate))
@@ -214,6 +216,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the node to start")
     parser.add_argument("--no-video", dest="video", action="store_false",
                         help="detect on every frame, in the node and the estimator alone (default: video mode)")
+    parser.add_argument("--no-hri", dest="hri", action="store_false",
+                        help="run the node without its REP-155 face topics (hri.enabled false)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the frames")
     parser.add_argument("--json", metavar="FILE", help="write all figures as JSON")
     parser.set_defaults(func=run)
