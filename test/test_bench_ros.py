@@ -1,0 +1,31 @@
+"""bench-ros's own arithmetic (the ROS part runs in the tool itself: `headpose-ros bench-ros`)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from headpose_ros.tools.bench_ros import cpu_seconds, format_report
+
+
+def test_cpu_seconds_counts_this_process_work():
+    before = cpu_seconds(os.getpid())
+    end = time.process_time() + 0.2
+    while time.process_time() < end:  # burn 0.2 s of CPU
+        pass
+    assert cpu_seconds(os.getpid()) - before >= 0.15
+
+
+def test_report_compares_the_node_with_the_estimator_and_the_transport_floor():
+    est = {"fps": 20.0, "ms_mean": 50.0, "ms_p50": 48.0, "ms_p95": 60.0, "faces_found_mean": 1.0}
+    node = {"published": 300, "publish_rate_hz": 30.0, "pose_rate_hz": 18.0,
+            "latency_ms": {"p50": 60.0, "p95": 80.0, "p99": 90.0, "mean": 62.0},
+            "node_diagnostics": {"frames_received": "300", "frames_processed": "180", "frames_skipped": "120",
+                                 "frames_failed": "0"},
+            "node_cpu_idle_pct": 0.4, "node_cpu_loaded_pct": 95.0}
+    floor = {"latency_ms": {"p50": 4.0, "p95": 6.0, "p99": 7.0, "mean": 4.2}}
+    text = format_report(est, node, floor, rate=30.0)
+    assert "90% of min(rate, estimator) = 20.0" in text  # 18 Hz of the 20 the estimator reaches
+    assert "1.20x the estimator's time per frame" in text  # 60 ms against 50 ms
+    assert "node p50 minus floor = 56.0 ms" in text
+    assert "skipped 120" in text and "idle 0.4 %" in text
