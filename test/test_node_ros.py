@@ -228,3 +228,20 @@ def test_bad_start_up_exits_1_with_a_clear_message_and_no_traceback(ros_args, me
     assert proc.returncode == 1, output
     assert message in output and "cannot start" in output
     assert "Traceback" not in output
+
+
+@needs_ros
+def test_close_sends_deleteall_markers_while_its_own_context_is_up(probe):
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+    from visualization_msgs.msg import Marker, MarkerArray
+
+    markers = probe.collect(MarkerArray, "headpose_node/markers")
+    pub = probe.node.create_publisher(Image, "image", qos_profile_sensor_data)
+    probe.publish_until(pub, _astronaut_msg(), lambda: bool(markers))
+    assert markers, "no markers"
+    probe.ros_node.close()  # the node's context is the test's own, not rclpy's default one
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline and not any(m.action == Marker.DELETEALL for a in markers for m in a.markers):
+        probe.executor.spin_once(timeout_sec=0.05)
+    assert any(m.action == Marker.DELETEALL for a in markers for m in a.markers)

@@ -304,7 +304,7 @@ class HeadPoseNode(Node):  # type: ignore[misc,valid-type]
         self.window.result(result.frame.stages_ms, len(result.faces))
 
     def _on_frame_error(self, item: Any, exc: BaseException) -> None:
-        if not rclpy.ok():  # shutting down: publishing failed because the context is gone
+        if not self.context.ok():  # shutting down: publishing failed because the context is gone
             return
         bad_image = isinstance(exc, (ImageDecodeError, ImageError))
         self.window.failure(bad_image, f"{type(exc).__name__}: {exc}")
@@ -322,7 +322,7 @@ class HeadPoseNode(Node):  # type: ignore[misc,valid-type]
             except Exception:  # noqa: BLE001 - the context may be gone already
                 pass
         try:
-            if rclpy is not None and rclpy.ok():
+            if self.context.ok():
                 self.pub_markers.publish(messages.delete_all_markers(self.types, messages.HeaderData(0, 0, "")))
                 self.pub_markers.wait_for_all_acked(Duration(seconds=1.0))  # delivered before the context goes
         except Exception:  # noqa: BLE001 - the context may be gone already
