@@ -82,6 +82,15 @@ def face_topic_names(node) -> set[str]:
     return {name for name, _ in node.get_topic_names_and_types() if name.startswith(hri.FACES_NS + "/")}
 
 
+def no_event_handlers():
+    """Subscription options without QoS-event handlers: rclpy 7.1's executor raises InvalidHandle (and its spin
+    thread dies) when a subscription with the default handlers is destroyed while it builds a wait set, as a
+    follower does when a face's id goes."""
+    from rclpy.event_handler import SubscriptionEventCallbacks
+
+    return SubscriptionEventCallbacks(use_default_callbacks=False)
+
+
 class Follower:
     """Behaves like pyhri's HRIListener: follows /humans/faces/tracked, subscribes to each new face's roi,
     landmarks and cropped as its id appears and drops those subscriptions when the id goes."""
@@ -108,7 +117,8 @@ class Follower:
                 got = self.received.setdefault(face_id, {k: [] for k in self.kinds})
                 self.subs[face_id] = [
                     self.node.create_subscription(cls, hri.face_topic(face_id, key),
-                                                  lambda m, got=got, key=key: got[key].append(m), 10)
+                                                  lambda m, got=got, key=key: got[key].append(m), 10,
+                                                  event_callbacks=no_event_handlers())
                     for key, cls in self.kinds.items()]
 
 

@@ -234,6 +234,7 @@ class TestNodeThroughTheMiddleware(unittest.TestCase):
         """A pyhri-like consumer: follows /humans/faces/tracked, subscribes to each new face's topics as its id
         appears and drops them when it goes; ids agree with the TF frames; lost faces' topics disappear."""
         from hri_msgs.msg import FacialLandmarks, IdsList, NormalizedRegionOfInterest2D
+        from rclpy.event_handler import SubscriptionEventCallbacks
         from sensor_msgs.msg import Image
 
         from headpose_ros.tools.bench import make_frames
@@ -241,6 +242,9 @@ class TestNodeThroughTheMiddleware(unittest.TestCase):
         p = probe()
         node = p["probe"].node
         tracked: list = []
+        # Without QoS-event handlers: rclpy 7.1's executor raises InvalidHandle when a subscription with the default
+        # handlers is destroyed (here in the tracked callback) while it builds a wait set.
+        quiet = SubscriptionEventCallbacks(use_default_callbacks=False)
         follower: dict = {}  # face id -> {subtopic: received messages}, while the id is tracked
         seen: dict = {}
 
@@ -249,7 +253,8 @@ class TestNodeThroughTheMiddleware(unittest.TestCase):
             for face_id in msg.ids:
                 if face_id not in follower:
                     got = seen.setdefault(face_id, {"roi": [], "cropped": [], "aligned": [], "landmarks": []})
-                    subs = [node.create_subscription(t, f"/humans/faces/{face_id}/{name}", got[name].append, 10)
+                    subs = [node.create_subscription(t, f"/humans/faces/{face_id}/{name}", got[name].append, 10,
+                                                     event_callbacks=quiet)
                             for name, t in (("roi", NormalizedRegionOfInterest2D), ("cropped", Image),
                                             ("aligned", Image), ("landmarks", FacialLandmarks))]
                     follower[face_id] = subs
@@ -258,7 +263,6 @@ class TestNodeThroughTheMiddleware(unittest.TestCase):
                     node.destroy_subscription(sub)
 
         node.create_subscription(IdsList, "/humans/faces/tracked", on_tracked, 10)
-        p["probe"].node.get_logger().info("scene: one person, then four, then nobody")
         scene = [(200, scene_bgr()), (210, make_frames(4, 1, seed=3)[0]), (220, np.full((480, 640, 3), 90, np.uint8))]
         for sec, frame in scene:
             msg = image_message(frame, "bgr8", FRAME, sec)
