@@ -3,11 +3,12 @@ and measures what comes back from headpose_node.
 
 It publishes ``sensor_msgs/Image`` (bgr8) frames loaded from a ``.npy`` file (N, H, W, 3), stamped with the wall
 clock at publication, for ``--seconds`` at ``--rate`` Hz; it receives ``/head_pose`` and the node's
-``/diagnostics`` and writes one JSON object: frames published, poses received, latency from image stamp to the
-pose's arrival (ms), and the node's last diagnostic values. Both processes run on one machine, so the stamps and
-the arrival times come from the same clock. With ``--echo`` it is instead a node that answers each image with a
-``PoseStamped`` carrying the image's header at once: the transport floor of the latency (image out, pose back,
-through rclpy and DDS) without any processing. Started by :mod:`headpose_ros.tools.bench_ros`; not a user tool.
+``/diagnostics`` and writes one JSON object: frames published, poses received, each pose's latency from image
+stamp to arrival (seconds; bench-ros summarises them), and the node's last diagnostic values. Both processes run
+on one machine, so the stamps and the arrival times come from the same clock. With ``--echo`` it is instead a
+node that answers each image with a ``PoseStamped`` carrying the image's header at once: the transport floor of
+the latency (image out, pose back, through rclpy and DDS) without any processing. Started by
+:mod:`headpose_ros.tools.bench_ros`; not a user tool.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ from typing import Any, Optional
 import numpy as np
 
 
-def _stats_ms(values: list[float]) -> dict[str, Optional[float]]:
-    if not values:
-        return {"p50": None, "p95": None, "p99": None, "mean": None}
-    arr = np.asarray(values) * 1000.0
-    return {"p50": round(float(np.percentile(arr, 50)), 2), "p95": round(float(np.percentile(arr, 95)), 2),
-            "p99": round(float(np.percentile(arr, 99)), 2), "mean": round(float(arr.mean()), 2)}
+def _image_qos(reliability: str) -> Any:
+    """The image QoS both roles use: depth 5, ``reliable`` or ``best_effort``."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    policy = ReliabilityPolicy.RELIABLE if reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT
+    return QoSProfile(depth=5, reliability=policy)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -34,7 +35,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from diagnostic_msgs.msg import DiagnosticArray
     from geometry_msgs.msg import PoseStamped
     from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
     frames = np.load(args.frames)
@@ -42,8 +42,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     node = rclpy.create_node("headpose_bench_peer")
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    reliability = ReliabilityPolicy.RELIABLE if args.reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT
-    pub = node.create_publisher(Image, args.image_topic, QoSProfile(depth=5, reliability=reliability))
+    pub = node.create_publisher(Image, args.image_topic, _image_qos(args.reliability))
     latencies: list[float] = []
     diagnostics: dict[str, str] = {}
 
@@ -92,7 +91,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rclpy.try_shutdown()
     return {"published": published, "publish_rate_hz": round(published / args.seconds, 2),
             "poses": len(latencies), "pose_rate_hz": round(len(latencies) / args.seconds, 2),
-            "elapsed_s": round(elapsed, 2), "latency_ms": _stats_ms(latencies), "node_diagnostics": diagnostics}
+            "elapsed_s": round(elapsed, 2), "latencies_s": latencies, "node_diagnostics": diagnostics}
 
 
 def echo(args: argparse.Namespace) -> None:
@@ -100,20 +99,18 @@ def echo(args: argparse.Namespace) -> None:
     import rclpy
     from geometry_msgs.msg import PoseStamped
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
     rclpy.init()
     node = rclpy.create_node("headpose_bench_echo")
     pub = node.create_publisher(PoseStamped, args.pose_topic, 10)
-    reliability = ReliabilityPolicy.RELIABLE if args.reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT
 
     def on_image(msg: Any) -> None:
         pose = PoseStamped()
         pose.header = msg.header
         pub.publish(pose)
 
-    node.create_subscription(Image, args.image_topic, on_image, QoSProfile(depth=5, reliability=reliability))
+    node.create_subscription(Image, args.image_topic, on_image, _image_qos(args.reliability))
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     deadline = time.monotonic() + args.seconds

@@ -37,6 +37,7 @@ from ..estimator.errors import HeadPoseError
 from ..ros.environment import subprocess_environment
 from .bench import FRAME_SIZE, machine_info, make_frames
 from .common import write_json
+from .soak import percentiles
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -70,8 +71,9 @@ def estimator_alone(frames: list[np.ndarray], seconds: float, video: bool = True
     finally:
         estimator.close()
     ms = np.asarray(times) * 1000.0
+    spread = percentiles(ms, (50, 95))
     return {"frames": i, "fps": round(i / wall, 2), "ms_mean": round(float(ms.mean()), 2),
-            "ms_p50": round(float(np.median(ms)), 2), "ms_p95": round(float(np.percentile(ms, 95)), 2),
+            "ms_p50": spread["p50"], "ms_p95": spread["p95"],
             "faces_found_mean": round(float(np.mean(faces)), 2)}
 
 
@@ -106,7 +108,11 @@ def _run_peer(env: dict[str, str], frames_file: Path, out_file: Path, args: argp
                              args.reliability, "--out", str(out_file)], env=env)
     if peer.wait(timeout=args.seconds + args.wait + 30) != 0:
         raise HeadPoseError(f"the camera peer failed (exit {peer.returncode})")
-    return json.loads(out_file.read_text(encoding="utf-8"))
+    result = json.loads(out_file.read_text(encoding="utf-8"))
+    latency_ms = np.asarray(result.pop("latencies_s"), dtype=np.float64) * 1000.0
+    result["latency_ms"] = {**percentiles(latency_ms),
+                            "mean": round(float(latency_ms.mean()), 1) if latency_ms.size else None}
+    return result
 
 
 def _stop(process: subprocess.Popen) -> None:
