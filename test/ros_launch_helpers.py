@@ -89,6 +89,50 @@ def rotation_matrix(q: Any) -> np.ndarray:
     return Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix()
 
 
+class Follower:
+    """Behaves like pyhri's HRIListener: follows /humans/faces/tracked, subscribes to each new face's ``kinds``
+    of topics as its id appears and drops those subscriptions when the id goes. ``tracked`` holds (stamp seconds,
+    ids) of every IdsList, ``received[id][kind]`` the messages, ``subs`` the live subscriptions per id.
+
+    Its subscriptions have no QoS-event handlers: rclpy 7.1's executor raises InvalidHandle (and its spin thread
+    dies) when a subscription with the default handlers is destroyed while it builds a wait set, as happens here
+    when an id goes."""
+
+    KINDS = ("roi", "landmarks", "cropped", "aligned")
+
+    def __init__(self, node: Any, kinds: tuple[str, ...] = KINDS):
+        from hri_msgs.msg import FacialLandmarks, IdsList, NormalizedRegionOfInterest2D
+        from rclpy.event_handler import SubscriptionEventCallbacks
+        from sensor_msgs.msg import Image
+
+        from headpose_ros.ros import hri
+
+        types = {"roi": NormalizedRegionOfInterest2D, "landmarks": FacialLandmarks, "cropped": Image,
+                 "aligned": Image}
+        self.node, self.lock, self.hri = node, threading.Lock(), hri
+        self.kinds = {k: types[k] for k in kinds}
+        self.events = SubscriptionEventCallbacks(use_default_callbacks=False)
+        self.subs: dict[str, list] = {}
+        self.received: dict[str, dict[str, list]] = {}
+        self.tracked: list[tuple[int, list[str]]] = []
+        node.create_subscription(IdsList, hri.TRACKED_TOPIC, self.on_tracked, 10)
+
+    def on_tracked(self, msg: Any) -> None:
+        ids = list(msg.ids)
+        with self.lock:
+            self.tracked.append((msg.header.stamp.sec, ids))
+            for face_id in [i for i in self.subs if i not in ids]:
+                for sub in self.subs.pop(face_id):
+                    self.node.destroy_subscription(sub)
+            for face_id in [i for i in ids if i not in self.subs]:
+                got = self.received.setdefault(face_id, {k: [] for k in self.kinds})
+                self.subs[face_id] = [
+                    self.node.create_subscription(cls, self.hri.face_topic(face_id, key),
+                                                  lambda m, got=got, key=key: got[key].append(m), 10,
+                                                  event_callbacks=self.events)
+                    for key, cls in self.kinds.items()]
+
+
 class Probe:
     """A test-side node in a context of its own, spun in a background thread: collects every message of the
     topics it subscribes to (also while the node under test shuts down) and publishes test input."""

@@ -17,6 +17,7 @@ from headpose_ros.estimator.types import FaceBox, FaceResult, HeadPose, Keypoint
 from headpose_ros.ros import hri
 from headpose_ros.ros.messages import HeaderData
 
+from ros_launch_helpers import Follower
 from ros_test_helpers import ASTRONAUT_FACE, astronaut_bgr
 
 pytest.importorskip("rclpy", reason="needs ROS 2 (rclpy)")
@@ -82,48 +83,8 @@ def face_topic_names(node) -> set[str]:
     return {name for name, _ in node.get_topic_names_and_types() if name.startswith(hri.FACES_NS + "/")}
 
 
-def no_event_handlers():
-    """Subscription options without QoS-event handlers: rclpy 7.1's executor raises InvalidHandle (and its spin
-    thread dies) when a subscription with the default handlers is destroyed while it builds a wait set, as a
-    follower does when a face's id goes."""
-    from rclpy.event_handler import SubscriptionEventCallbacks
-
-    return SubscriptionEventCallbacks(use_default_callbacks=False)
-
-
-class Follower:
-    """Behaves like pyhri's HRIListener: follows /humans/faces/tracked, subscribes to each new face's roi,
-    landmarks and cropped as its id appears and drops those subscriptions when the id goes."""
-
-    def __init__(self, node):
-        from hri_msgs.msg import FacialLandmarks, IdsList, NormalizedRegionOfInterest2D
-        from sensor_msgs.msg import Image
-
-        self.node, self.lock = node, threading.Lock()
-        self.kinds = {"roi": NormalizedRegionOfInterest2D, "landmarks": FacialLandmarks, "cropped": Image}
-        self.subs: dict[str, list] = {}
-        self.received: dict[str, dict[str, list]] = {}
-        self.tracked_seen: list[list[str]] = []
-        node.create_subscription(IdsList, hri.TRACKED_TOPIC, self.on_tracked, 10)
-
-    def on_tracked(self, msg) -> None:
-        ids = list(msg.ids)
-        with self.lock:
-            self.tracked_seen.append(ids)
-            for face_id in [i for i in self.subs if i not in ids]:
-                for sub in self.subs.pop(face_id):
-                    self.node.destroy_subscription(sub)
-            for face_id in [i for i in ids if i not in self.subs]:
-                got = self.received.setdefault(face_id, {k: [] for k in self.kinds})
-                self.subs[face_id] = [
-                    self.node.create_subscription(cls, hri.face_topic(face_id, key),
-                                                  lambda m, got=got, key=key: got[key].append(m), 10,
-                                                  event_callbacks=no_event_handlers())
-                    for key, cls in self.kinds.items()]
-
-
 def test_messages_arrive_typed_and_a_follower_sees_every_face_as_it_comes_and_goes(ros):
-    follower = Follower(ros.node)
+    follower = Follower(ros.node, kinds=("roi", "landmarks", "cropped"))
     topics = hri.FaceTopics(ros.types, node_publishers(ros))
     ids = hri.FaceIds(seed=11)
     image = astronaut_bgr()
@@ -137,7 +98,7 @@ def test_messages_arrive_typed_and_a_follower_sees_every_face_as_it_comes_and_go
                                  faces=[a_face()] * len(present), face_ids=tokens, live_face_ids=tokens)
         topics.update(result)
         time.sleep(0.03)
-    assert wait_for(lambda: len(follower.tracked_seen) >= 95)
+    assert wait_for(lambda: len(follower.tracked) >= 95)
     assert len(seen_ids) == 3
     for person, face_id in seen_ids.items():
         got = follower.received.get(face_id)

@@ -26,8 +26,9 @@ import launch_testing.asserts  # noqa: E402
 from launch.actions import IncludeLaunchDescription, SetEnvironmentVariable  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
 
-from ros_launch_helpers import (LAUNCH_FILE, PARAMS_FILE, TIMEOUT, Probe, camera_info_message,  # noqa: E402
-                                image_message, node_environment, rotation_matrix, scene_bgr)
+from ros_launch_helpers import (LAUNCH_FILE, PARAMS_FILE, TIMEOUT, Follower, Probe,  # noqa: E402
+                                camera_info_message, image_message, node_environment, rotation_matrix,
+                                scene_bgr)
 
 NAMESPACE = "robot"
 NODE = f"/{NAMESPACE}/headpose_node"
@@ -233,36 +234,12 @@ class TestNodeThroughTheMiddleware(unittest.TestCase):
     def test_8_rep155_faces_follow_a_scene_of_people_entering_and_leaving(self):
         """A pyhri-like consumer: follows /humans/faces/tracked, subscribes to each new face's topics as its id
         appears and drops them when it goes; ids agree with the TF frames; lost faces' topics disappear."""
-        from hri_msgs.msg import FacialLandmarks, IdsList, NormalizedRegionOfInterest2D
-        from rclpy.event_handler import SubscriptionEventCallbacks
-        from sensor_msgs.msg import Image
-
         from headpose_ros.tools.bench import make_frames
 
         p = probe()
         node = p["probe"].node
-        tracked: list = []
-        # Without QoS-event handlers: rclpy 7.1's executor raises InvalidHandle when a subscription with the default
-        # handlers is destroyed (here in the tracked callback) while it builds a wait set.
-        quiet = SubscriptionEventCallbacks(use_default_callbacks=False)
-        follower: dict = {}  # face id -> {subtopic: received messages}, while the id is tracked
-        seen: dict = {}
-
-        def on_tracked(msg):
-            tracked.append((msg.header.stamp.sec, list(msg.ids)))
-            for face_id in msg.ids:
-                if face_id not in follower:
-                    got = seen.setdefault(face_id, {"roi": [], "cropped": [], "aligned": [], "landmarks": []})
-                    subs = [node.create_subscription(t, f"/humans/faces/{face_id}/{name}", got[name].append, 10,
-                                                     event_callbacks=quiet)
-                            for name, t in (("roi", NormalizedRegionOfInterest2D), ("cropped", Image),
-                                            ("aligned", Image), ("landmarks", FacialLandmarks))]
-                    follower[face_id] = subs
-            for face_id in [i for i in follower if i not in msg.ids]:
-                for sub in follower.pop(face_id):
-                    node.destroy_subscription(sub)
-
-        node.create_subscription(IdsList, "/humans/faces/tracked", on_tracked, 10)
+        follower = Follower(node)
+        tracked, seen = follower.tracked, follower.received
         scene = [(200, scene_bgr()), (210, make_frames(4, 1, seed=3)[0]), (220, np.full((480, 640, 3), 90, np.uint8))]
         for sec, frame in scene:
             msg = image_message(frame, "bgr8", FRAME, sec)
@@ -297,7 +274,7 @@ class TestNodeThroughTheMiddleware(unittest.TestCase):
         empty = image_message(scene[-1][1], "bgr8", FRAME, 230)
         self.assertTrue(Probe.wait_for(topics_gone, 30.0, every=lambda: p["reliable"].publish(empty), period=0.3),
                         "lost faces' topics still advertised")
-        self.assertFalse(follower)
+        self.assertFalse(follower.subs)
 
 
 @launch_testing.post_shutdown_test()
