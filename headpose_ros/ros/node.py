@@ -40,7 +40,6 @@ try:  # ROS 2 Python; without it main() says so in one line
     import rclpy
     from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType,
                                     SetParametersResult)
-    from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
     from rclpy.duration import Duration
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.node import Node
@@ -211,12 +210,9 @@ class HeadPoseNode(Node):  # type: ignore[misc,valid-type]
         compressed = self.values["image_transport"] == "compressed"
         topic = "image/compressed" if compressed else "image"
         self.sub_image = self.create_subscription(
-            CompressedImage if compressed else Image, topic, self._on_image, qos,
-            callback_group=MutuallyExclusiveCallbackGroup())
-        self.sub_info = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos,
-                                                 callback_group=MutuallyExclusiveCallbackGroup())
-        self.timer = self.create_timer(self.values["diagnostics.period_s"], self._publish_diagnostics,
-                                       callback_group=MutuallyExclusiveCallbackGroup())
+            CompressedImage if compressed else Image, topic, self._on_image, qos)
+        self.sub_info = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
+        self.timer = self.create_timer(self.values["diagnostics.period_s"], self._publish_diagnostics)
         self.get_logger().info(
             f"subscribed to {self.sub_image.topic_name} ({'CompressedImage' if compressed else 'Image'}, "
             f"{self.values['qos.reliability']}, depth {self.values['qos.depth']}) and {self.sub_info.topic_name}")
