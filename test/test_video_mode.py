@@ -77,3 +77,56 @@ def test_video_state_validates_and_boxes_clip():
     detector_box = FaceBox(90.0, 60.0, 230.0, 230.0, 0.8)
     again = box_of(mesh + 7.0, 0.8, 640, 480, relation(mesh, detector_box))  # the mesh moved by 7 px
     np.testing.assert_allclose([again.x0, again.y0, again.x1, again.y1], [97.0, 67.0, 237.0, 237.0])
+
+
+def _rolled_astronaut_frame(angle: float) -> np.ndarray:
+    """The shipped astronaut portrait turned ``angle`` deg clockwise, pasted on the right half of a 640x480 frame."""
+    import cv2
+    from pathlib import Path
+
+    img = cv2.imread(str(Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"))
+    face = cv2.resize(img[20:320, 70:370], (240, 240))
+    turned = cv2.warpAffine(face, cv2.getRotationMatrix2D((120, 120), -angle, 1.0), (240, 240),
+                            borderValue=(128, 128, 128))
+    frame = np.full((480, 640, 3), 128, np.uint8)
+    frame[120:360, 360:600] = turned
+    return frame
+
+
+def test_stream_search_covers_every_quarter_turn_in_three_steps():
+    from headpose_ros.estimator.detectors.mediapipe_face import MediaPipeFaceDetector
+
+    detector = MediaPipeFaceDetector()
+    frame = _rolled_astronaut_frame(180.0)  # upside down: the upright models do not see it
+    try:
+        assert detector.detect(frame), "the full search finds the face"
+        found = [bool(detector.detect_stream(frame, step)) for step in range(3)]
+        assert found == [False, True, False], found  # step 1 searches the half turn
+        assert found == [bool(detector.detect_stream(frame, step)) for step in range(3, 6)]  # it cycles
+        upright_only = MediaPipeFaceDetector(turns=1)
+        plain = _frames(1, 1)[0]
+        assert [b.score for b in upright_only.detect_stream(plain, 0)] == [b.score for b in upright_only.detect(plain)]
+    finally:
+        detector.close()
+
+
+def test_periodic_detection_searches_in_steps_and_trusts_followed_faces(estimator, monkeypatch):
+    frames = _frames(1, 6)
+    estimator.video.reset()
+    calls, checked = [], []
+    detector = estimator.detector
+    monkeypatch.setattr(detector, "detect", lambda img, _d=detector.detect: calls.append("full") or _d(img))
+    monkeypatch.setattr(detector, "detect_stream",
+                        lambda img, step, _s=detector.detect_stream: calls.append(step) or _s(img, step))
+    estimator.process(frames[0])  # single image: builds the quality check
+    monkeypatch.setattr(estimator.quality, "assess",
+                        lambda img, faces, scores, _a=estimator.quality.assess: checked.append(len(faces))
+                        or _a(img, faces, scores))
+    calls.clear(), checked.clear()
+    for i in range(16):  # redetect_every = 5: a full detection, then periodic ones at frames 5, 10, 15
+        result = estimator.process(frames[i % 6], video=True)
+        assert len(result.faces) == 1
+    assert calls == ["full", 0, 1, 2]
+    assert checked == [1]  # only the first detection checks the face; the followed face is trusted after
+    estimator.process(_rolled_astronaut_frame(180.0), video=True)  # the followed face is gone: a full search
+    assert calls[-1] == "full" and estimator.video.last_mode == "detect"

@@ -18,11 +18,13 @@ from .regressor import HeadPoseRegressor
 from .types import (HEATMAP_SIZE, LEFT_EYE, NUM_KEYPOINTS, RIGHT_EYE, CameraIntrinsics, FaceBox, FaceKeypoints,
                     FaceResult, FrameResult, HeadPose)
 from .video import VideoState, box_of
-from .visibility import visible_confidence
+from .visibility import keypoint_visibilities
 
 LOG = logging.getLogger(__name__)
 #: Stage names of ``FrameResult.stages_ms``, in pipeline order.
 STAGES = ("detect", "keypoints", "regress", "total")
+#: Box overlap above which a face detected in video mode is the followed face there (no second quality check).
+FOLLOWED_IOU = 0.5
 
 
 def build_stages(config: EstimatorConfig) -> tuple[FaceDetector, KeypointSource]:
@@ -109,12 +111,20 @@ class HeadPoseEstimator:
         img = to_bgr8(image, channel_order)
         height, width = img.shape[:2]
         video = video and hasattr(self.keypoint_source, "mesh_from_landmarks")
+        periodic = video and self.video.periodic()
         tracked = self._track(img) if video else None
         if tracked is None:
-            boxes = self._select(self.detector.detect(img), width, height)
+            followed = self.video.followed_boxes(width, height) if video else []
+            stream_detect = getattr(self.detector, "detect_stream", None)
+            if periodic and callable(stream_detect):  # every followed face is still found: a partial search
+                found = stream_detect(img, self.video.periodic_detections)
+                self.video.periodic_detections += 1
+            else:
+                found = self.detector.detect(img)
+            boxes = self._select(found, width, height)
             t1 = time.perf_counter()
             located = self.keypoint_source.locate(img, boxes) if boxes else []
-            pairs = self._check_faces(img, [(b, k) for b, k in zip(boxes, located) if k is not None])
+            pairs = self._check_faces(img, [(b, k) for b, k in zip(boxes, located) if k is not None], followed)
             if video:  # only faces that passed the quality check are followed
                 self.video.detected([k.landmarks for _, k in pairs], [b for b, _ in pairs])
         else:
@@ -134,9 +144,8 @@ class HeadPoseEstimator:
             calibrated = intrinsics is not None and intrinsics.is_valid()
             cam = intrinsics if calibrated else CameraIntrinsics.guess(width, height)
             if self.config.hidden_keypoints:  # hidden keypoints (far ear) fall below keypoint_threshold
-                for (_, kp), ypr in zip(pairs, angles):
-                    kp.keypoints.confidence = visible_confidence(kp.keypoints.confidence,
-                                                                 HeadPose(*(float(a) for a in ypr)))
+                for (_, kp), seen in zip(pairs, keypoint_visibilities(angles)):
+                    kp.keypoints.confidence = np.asarray(kp.keypoints.confidence, dtype=np.float64) * seen
             anchors = [self._anchor(k.keypoints.xy, k.keypoints.confidence) for _, k in pairs]
             if calibrated:  # a guessed focal length (e.g. of a face crop) would turn the pose wrongly
                 angles = geometry.camera_poses_from_apparent(angles, np.array(anchors), cam)
@@ -151,10 +160,12 @@ class HeadPoseEstimator:
         stages = {"detect": ms(t0, t1), "keypoints": ms(t1, t2), "regress": ms(t2, t3), "total": ms(t0, t3)}
         return FrameResult(faces=faces, image_size=(width, height), stages_ms=stages)
 
-    def _check_faces(self, img: np.ndarray, pairs: list) -> list:
+    def _check_faces(self, img: np.ndarray, pairs: list, followed: list[FaceBox]) -> list:
         """``pairs`` (box, keypoints) without the faces whose quality is below ``min_face_quality``; the check
-        needs the dense landmarks of the face mesh and passes faces without them."""
-        dense = [i for i, (_, k) in enumerate(pairs) if k.landmarks is not None]
+        needs the dense landmarks of the face mesh and passes faces without them, and faces where a ``followed``
+        box (video mode: a face that passed it when first found) overlaps by more than half."""
+        dense = [i for i, (b, k) in enumerate(pairs)
+                 if k.landmarks is not None and all(b.iou(f) <= FOLLOWED_IOU for f in followed)]
         if self.config.min_face_quality <= 0 or not dense:
             return pairs
         if self.quality is None:

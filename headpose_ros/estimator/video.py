@@ -7,7 +7,11 @@ turned by their eye line, so a head may roll freely), and the detector runs agai
 - no face is being followed,
 - a followed face was lost (the mesh's face-presence score fell below ``min_presence``, e.g. it left the
   frame or turned away) — the detector then runs on that same frame, so no frame goes without its faces,
-- ``redetect_every`` frames have passed since the last detection (a new face may have entered).
+- ``redetect_every`` frames have passed since the last detection (a new face may have entered). Such a
+  periodic detection, while every followed face is still found, may search less than a single image's
+  (a detector's ``detect_stream``: BlazeFace then looks at the upright image and one of its three quarter
+  turns, a different one each time, so a rolled newcomer is found within three detections), and faces it finds
+  where a followed face is are not put through the face-quality check again (they passed it when first found).
 
 Single images never use this: :meth:`HeadPoseEstimator.process` detects on every frame unless ``video=True``.
 The box of a followed face keeps the detector's habits: it is placed and sized relative to the bounds of the
@@ -38,6 +42,8 @@ class VideoState:
     #: Each followed face's detector box relative to its mesh bounds: (dx, dy, sx, sy), see :func:`box_of`.
     relations: list[tuple[float, float, float, float]] = field(default_factory=list)
     since_detection: int = 0
+    #: Periodic detections so far (a stream detector's search step, see ``detect_stream``).
+    periodic_detections: int = 0
     #: How the last frame was processed: "detect" or "track" (for statistics and tests).
     last_mode: Optional[str] = None
 
@@ -50,10 +56,19 @@ class VideoState:
     def reset(self) -> None:
         """Forget the followed faces: the next frame runs the detector."""
         self.landmarks, self.scores, self.relations, self.since_detection, self.last_mode = [], [], [], 0, None
+        self.periodic_detections = 0
 
     def wants_detection(self) -> bool:
         """Whether the next frame must run the detector (nothing followed, or ``redetect_every`` frames passed)."""
         return not self.landmarks or self.since_detection >= self.redetect_every
+
+    def periodic(self) -> bool:
+        """Whether the next detection is a periodic one (faces followed, ``redetect_every`` frames passed)."""
+        return bool(self.landmarks) and self.since_detection >= self.redetect_every
+
+    def followed_boxes(self, width: int, height: int) -> list[FaceBox]:
+        """The boxes (image pixels) of the faces followed on the last frame."""
+        return [box_of(m, s, width, height, r) for m, s, r in zip(self.landmarks, self.scores, self.relations)]
 
     def detected(self, landmarks: list[np.ndarray], boxes: list[FaceBox]) -> None:
         """Record the faces (meshes and detector boxes) of a frame where the detector ran."""

@@ -35,16 +35,21 @@ SEEN_DEG = 95.7 + 40.0
 HIDDEN_DEG = 95.7 + 55.0
 
 
+def keypoint_visibilities(ypr_deg: np.ndarray) -> np.ndarray:
+    """Visibility (N, 5) in [0, 1] of each keypoint of N heads with poses (N, 3) yaw, pitch, roll (degrees)
+    relative to the line of sight."""
+    r = geometry.rotations_from_ypr(ypr_deg)  # (N, 3, 3)
+    to_camera = np.array([0.0, 0.0, -1.0])  # optical frame: the camera lies toward -z from the head
+    out = np.ones((len(r), NUM_KEYPOINTS))
+    for index, normal in NORMALS.items():
+        cos = np.clip((r @ normal) @ to_camera, -1.0, 1.0)
+        out[:, index] = np.clip((HIDDEN_DEG - np.degrees(np.arccos(cos))) / (HIDDEN_DEG - SEEN_DEG), 0.0, 1.0)
+    return out
+
+
 def keypoint_visibility(pose: HeadPose) -> np.ndarray:
     """Visibility (5,) in [0, 1] of each keypoint of a head with ``pose`` relative to the line of sight."""
-    r = geometry.rotation_from_ypr(pose.yaw, pose.pitch, pose.roll)
-    to_camera = np.array([0.0, 0.0, -1.0])  # optical frame: the camera lies toward -z from the head
-    out = np.ones(NUM_KEYPOINTS)
-    for index, normal in NORMALS.items():
-        cos = float(np.clip((r @ normal) @ to_camera, -1.0, 1.0))
-        angle = float(np.degrees(np.arccos(cos)))
-        out[index] = float(np.clip((HIDDEN_DEG - angle) / (HIDDEN_DEG - SEEN_DEG), 0.0, 1.0))
-    return out
+    return keypoint_visibilities(np.array([pose.as_array()]))[0]
 
 
 def visible_confidence(confidence: np.ndarray, pose: HeadPose) -> np.ndarray:
@@ -52,4 +57,4 @@ def visible_confidence(confidence: np.ndarray, pose: HeadPose) -> np.ndarray:
     return np.asarray(confidence, dtype=np.float64) * keypoint_visibility(pose)
 
 
-__all__ = ["keypoint_visibility", "visible_confidence", "SEEN_DEG", "HIDDEN_DEG", "NORMALS"]
+__all__ = ["keypoint_visibility", "keypoint_visibilities", "visible_confidence", "SEEN_DEG", "HIDDEN_DEG", "NORMALS"]

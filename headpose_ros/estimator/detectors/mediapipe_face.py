@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from ..errors import BackendUnavailableError, ConfigError
+from ..images import rgb_float
 from ..tflite import load_interpreter
 from ..types import FaceBox
 
@@ -169,8 +170,7 @@ class BlazeFaceTflite:
         m = np.array([[scale, 0.0, pad_x], [0.0, scale, pad_y]]) @ np.vstack([turn, [0.0, 0.0, 1.0]])
         # (MediaPipe maps the corners of the region of interest onto the tensor's: no half-pixel offset)
         tensor = cv2.warpAffine(image_bgr, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        tensor = tensor[None, :, :, ::-1].astype(np.float32) * np.float32(2.0 / 255.0) - np.float32(1.0)
-        self._interp.set_tensor(self._input, tensor)
+        self._interp.set_tensor(self._input, rgb_float(tensor, 2.0 / 255.0, -1.0)[None])
         self._interp.invoke()
         logits = self._interp.get_tensor(self._scores).reshape(-1)
         keep = np.flatnonzero(np.clip(logits, -100.0, 100.0) >= self.logit_threshold)
@@ -287,11 +287,23 @@ class MediaPipeFaceDetector:
             rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
             boxes = [b for detector in self._detectors for b in self._graph_detect(detector, rgb)]
             return non_max_suppression(boxes, self.nms_iou)
+        return self._search(image_bgr, (1, 2, 3))
+
+    def detect_stream(self, image_bgr: np.ndarray, step: int) -> list[FaceBox]:
+        """A stream's periodic search while its faces are followed (video mode): as :meth:`detect`, but with
+        ``turns: 4`` only one quarter turn is searched besides the upright image, turn ``step % 3 + 1``, so that
+        three consecutive steps search all of them."""
+        if self.runtime == "graph" or self.turns != 4:
+            return self.detect(image_bgr)
+        return self._search(image_bgr, (step % 3 + 1,))
+
+    def _search(self, image_bgr: np.ndarray, quarter_turns: Sequence[int]) -> list[FaceBox]:
+        """The upright pass, then (as ``turns`` says) the passes on the image turned by ``quarter_turns``."""
         upright = non_max_suppression(self._turned(image_bgr, 0), self.nms_iou)
         if not (self.turns == 4 or (self.turns == "auto" and self._doubtful(upright))):
             return upright
-        found = {turn: self._turned(image_bgr, turn) for turn in (1, 2, 3)}
-        upside_down = {id(b) for b in found[2]}
+        found = {turn: self._turned(image_bgr, turn) for turn in quarter_turns}
+        upside_down = {id(b) for b in found.get(2, [])}
         turned = non_max_suppression([b for boxes in found.values() for b in boxes], self.nms_iou)
         kept = list(upright)
         for box in turned:  # a turned detection replaces upright ones of the same face: see the class docstring

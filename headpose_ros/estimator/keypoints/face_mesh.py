@@ -41,6 +41,7 @@ import numpy as np
 from ..errors import BackendUnavailableError, ConfigError
 from ..tflite import load_interpreter
 from ..heatmaps import keypoints_to_heatmaps
+from ..images import rgb_float
 from ..types import LEFT_EYE, NUM_KEYPOINTS, RIGHT_EYE, FaceBox, FaceKeypoints, Keypoints
 
 #: Mesh landmark indices averaged into each keypoint, in KEYPOINT_NAMES order (subject's right/left).
@@ -143,9 +144,9 @@ class FaceMeshKeypoints:
             self._interp.allocate_tensors()
             self._batch = n
         crops = np.stack([
-            cv2.warpAffine(image_bgr, m, (INPUT_SIZE, INPUT_SIZE), flags=cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_CONSTANT)[:, :, ::-1] for m in transforms
-        ]).astype(np.float32) / 255.0
+            rgb_float(cv2.warpAffine(image_bgr, m, (INPUT_SIZE, INPUT_SIZE), flags=cv2.INTER_LINEAR,
+                                     borderMode=cv2.BORDER_CONSTANT), 1.0 / 255.0) for m in transforms
+        ])
         self._interp.set_tensor(self._input, crops)
         self._interp.invoke()
         raw = self._interp.get_tensor(self._landmarks_out).reshape(n, -1, 3)[:, :, :2].astype(np.float64)
