@@ -43,3 +43,4 @@ def test_breakdown_matches_trace_and_peer_frames_by_stamp():
     assert parts["stamp -> image callback"] == 3.0 and parts["callback -> worker"] == 1.0
     assert parts["decode + estimator + tracking"] == 12.0 and parts["published -> peer"] == 3.0
     assert parts["stamp -> peer (latency)"] == 20.0 and parts["latency - estimator in the node"] == 9.0
+    assert parts["latency / estimator in the node, per frame"] == 1.82  # 20 ms over 11 ms

@@ -1,11 +1,16 @@
 """``headpose_node``: camera images in, ``/head_pose``, ``/head_poses``, REP-155 TF frames, markers, a debug
 image and diagnostics out. The only module of the package that imports ROS.
 
-Threads: one SingleThreadedExecutor (the main thread) runs the subscriptions, the diagnostics timer and the
-parameter services; its callbacks never wait on the estimator. The estimator runs in a
+Threads: one executor in the main thread runs the subscriptions, the diagnostics timer and the parameter
+services; its callbacks never wait on the estimator. It is rclpy's EventsExecutor where rclpy has it (Jazzy's
+7.1.4 and newer; the ``executor`` parameter), else a SingleThreadedExecutor: the EventsExecutor dispatches from
+C++ and lets the worker have the GIL as soon as the image callback returns, where the SingleThreadedExecutor first
+rebuilds its wait set in Python (:func:`make_executor`). The estimator runs in a
 :class:`~headpose_ros.estimator.stream.LatestFrameProcessor` worker that always takes the newest frame (older
-pending frames are skipped and counted) and publishes its results itself. A MultiThreadedExecutor was measured
-to keep a core busy in its wait loop and to slow the node to a third of the estimator's rate on 2 cores.
+pending frames are skipped and counted) and publishes its results itself, ``/head_pose`` first. A
+MultiThreadedExecutor was measured to keep a core busy in its wait loop and to slow the node to a third of the
+estimator's rate on 2 cores. :func:`run`, the process entry point, also sets glibc's malloc to keep image-sized
+buffers (:mod:`headpose_ros.ros.memory`).
 
 Start and stop: ``/tf`` is published with tf2_ros's TransformBroadcaster when tf2_ros is importable, else as
 ``tf2_msgs/TFMessage`` on ``/tf`` directly (the same QoS); without tf2_msgs the node runs without TF and says so.

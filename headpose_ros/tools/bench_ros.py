@@ -131,7 +131,8 @@ STEPS = (("image built and published", "stamp", "published"), ("stamp -> image c
 
 def latency_breakdown(frames: list[dict[str, Any]], trace: list[dict[str, Any]]) -> dict[str, Any]:
     """p50 (ms) of each step of :data:`STEPS` over the frames both the peer and the trace (the node's or the
-    echo's) know, the estimator's own time in the node (``estimator_ms``) and the latency minus it, per frame."""
+    echo's) know; with the node's trace also the p50 of the estimator's own time in the node (``estimator_ms``),
+    of the latency minus it and of the latency over it, frame by frame (the same frames at the same moments)."""
     by_stamp = {(t["sec"], t["nanosec"]): t for t in trace}
     rows = [{**f, **by_stamp[(f["sec"], f["nanosec"])]} for f in frames
             if f.get("arrived") is not None and (f["sec"], f["nanosec"]) in by_stamp]
@@ -145,6 +146,9 @@ def latency_breakdown(frames: list[dict[str, Any]], trace: list[dict[str, Any]])
         out["estimator in the node"] = percentiles(estimator, (50,))["p50"]
         out["latency - estimator in the node"] = percentiles(
             [1000.0 * (r["arrived"] - r["stamp"]) - r["estimator_ms"] for r in rows], (50,))["p50"]
+        ratios = [1000.0 * (r["arrived"] - r["stamp"]) / r["estimator_ms"] for r in rows if r["estimator_ms"] > 0]
+        if ratios:
+            out["latency / estimator in the node, per frame"] = round(float(np.median(ratios)), 2)
     return out
 
 
