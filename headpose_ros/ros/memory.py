@@ -5,8 +5,9 @@ a fresh ``mmap`` and gives it back to the kernel on ``free``. A raw 640x480 ``bg
 every image the middleware hands over can land in freshly mapped pages: about 225 page faults, each zeroing a
 page, before a single byte is used. :func:`keep_image_buffers` fixes both thresholds instead, so that freed image
 buffers stay in the process and the next image reuses them. Measured with ``headpose-ros bench-ros``'s echo node
-(docs/speed.md): the receiving process spent about half its time in page faults per image, and the time from an
-image's stamp to its callback fell from 3.3 to 1.7 ms (p50) with these settings.
+(docs/speed.md): half of the receiving process's samples were in the kernel, most of them handling page faults of
+copies into fresh pages, and the time from an image's stamp to its callback fell from 3.2-3.4 to 1.6-1.7 ms (p50)
+with these settings.
 
 The cost: up to ``max_block`` bytes of freed memory per malloc arena stay in the process instead of going
 back to the kernel. Only the node's own process entry point and the benchmark's processes call this; a node
@@ -21,7 +22,7 @@ import sys
 #: glibc's mallopt parameters (malloc.h).
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
-#: The largest mmap threshold glibc accepts on 64-bit systems (HEAP_MAX_SIZE / 2).
+#: Blocks up to this size are kept: above any raw image up to 3840x2160 bgr8 (24.9 MB).
 MAX_BLOCK = 32 * 1024 * 1024
 
 
