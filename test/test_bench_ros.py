@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from headpose_ros.tools.bench_ros import cpu_seconds, format_report
+from headpose_ros.tools.bench_ros import cpu_seconds, format_report, latency_breakdown
 
 
 def test_cpu_seconds_counts_this_process_work():
@@ -26,6 +26,21 @@ def test_report_compares_the_node_with_the_estimator_and_the_transport_floor():
     floor = {"latency_ms": {"p50": 4.0, "p95": 6.0, "p99": 7.0, "mean": 4.2}}
     text = format_report(est, node, floor, rate=30.0)
     assert "90% of min(rate, estimator) = 20.0" in text  # 18 Hz of the 20 the estimator reaches
-    assert "1.20x the estimator's time per frame" in text  # 60 ms against 50 ms
+    assert "p50 / estimator p50 = 1.25x" in text  # 60 ms against 48 ms
+    assert "mean / estimator mean = 1.24x" in text  # 62 ms against 50 ms
     assert "node p50 minus floor = 56.0 ms" in text
     assert "skipped 120" in text and "idle 0.4 %" in text
+
+
+def test_breakdown_matches_trace_and_peer_frames_by_stamp():
+    frames = [{"sec": 10, "nanosec": i, "stamp": 100.0 + i, "published": 100.001 + i, "arrived": 100.020 + i}
+              for i in range(3)]
+    frames.append({"sec": 10, "nanosec": 3, "stamp": 103.0, "published": 103.001, "arrived": None})  # no pose
+    trace = [{"sec": 10, "nanosec": i, "received": 100.003 + i, "started": 100.004 + i, "processed": 100.016 + i,
+              "estimator_ms": 11.0, "head_pose": 100.017 + i} for i in (0, 1, 3)]  # frame 2 was skipped
+    parts = latency_breakdown(frames, trace)
+    assert parts["frames"] == 2
+    assert parts["stamp -> image callback"] == 3.0 and parts["callback -> worker"] == 1.0
+    assert parts["decode + estimator + tracking"] == 12.0 and parts["published -> peer"] == 3.0
+    assert parts["stamp -> peer (latency)"] == 20.0 and parts["latency - estimator in the node"] == 9.0
+    assert parts["latency / estimator in the node, per frame"] == 1.82  # 20 ms over 11 ms

@@ -1,14 +1,18 @@
 """The camera side of ``headpose-ros bench-ros``: a separate ROS 2 process that publishes frames at a fixed rate
 and measures what comes back from headpose_node.
 
-It publishes ``sensor_msgs/Image`` (bgr8) frames loaded from a ``.npy`` file (N, H, W, 3), stamped with the wall
-clock at publication, for ``--seconds`` at ``--rate`` Hz; it receives ``/head_pose`` and the node's
-``/diagnostics`` and writes one JSON object: frames published, poses received, each pose's latency from image
-stamp to arrival (seconds; bench-ros summarises them), and the node's last diagnostic values. Both processes run
-on one machine, so the stamps and the arrival times come from the same clock. With ``--echo`` it is instead a
-node that answers each image with a ``PoseStamped`` carrying the image's header at once: the transport floor of
-the latency (image out, pose back, through rclpy and DDS) without any processing. Started by
-:mod:`headpose_ros.tools.bench_ros`; not a user tool.
+It publishes ``sensor_msgs/Image`` (bgr8) frames loaded from a ``.npy`` file (N, H, W, 3) for ``--seconds`` at
+``--rate`` Hz, as a camera driver would: the stamp is the wall clock when the frame is due (the frame exists),
+then the message is filled with the frame's pixels and published, so the latency includes building and
+serialising the image. It receives ``/head_pose`` and the node's ``/diagnostics`` and writes one JSON object:
+frames published, poses received, each pose's latency from image stamp to arrival (seconds; bench-ros summarises
+them), per frame its stamp, when ``publish`` returned and when its pose arrived, and the node's last diagnostic
+values. Both processes run on one machine, so the stamps and the arrival times come from the same clock. With
+``--echo`` it is instead a node that answers each image with a ``PoseStamped`` carrying the image's header at
+once: the transport floor of the latency (image out, pose back, through rclpy and DDS) without any processing;
+with ``--out`` it writes when each image arrived and when its answer was published. Both roles apply the node's
+malloc settings (:mod:`headpose_ros.ros.memory`), so that the floor is measured the way the node receives.
+Started by :mod:`headpose_ros.tools.bench_ros`; not a user tool.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import time
 from typing import Any, Optional
 
 import numpy as np
+
+from .memory import keep_image_buffers
 
 
 def _image_qos(reliability: str) -> Any:
@@ -38,17 +44,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from sensor_msgs.msg import Image
 
     frames = np.load(args.frames)
+    keep_image_buffers()
     rclpy.init()
     node = rclpy.create_node("headpose_bench_peer")
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     pub = node.create_publisher(Image, args.image_topic, _image_qos(args.reliability))
     latencies: list[float] = []
+    arrivals: dict[tuple[int, int], float] = {}
     diagnostics: dict[str, str] = {}
 
     def on_pose(msg: Any) -> None:
+        now = time.time()
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-        latencies.append(time.time() - stamp)
+        latencies.append(now - stamp)
+        arrivals[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = now
 
     def on_diagnostics(msg: Any) -> None:
         for status in msg.status:
@@ -58,12 +68,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     node.create_subscription(PoseStamped, args.pose_topic, on_pose, 50)
     node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
-    messages = []
-    for frame in frames:
-        msg = Image(height=frame.shape[0], width=frame.shape[1], encoding="bgr8", is_bigendian=0,
-                    step=frame.shape[1] * 3, data=np.ascontiguousarray(frame).tobytes())
-        msg.header.frame_id = "bench_optical_frame"
-        messages.append(msg)
+    frames = [np.ascontiguousarray(frame) for frame in frames]
     deadline = time.monotonic() + args.wait
     while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
         executor.spin_once(timeout_sec=0.1)
@@ -71,15 +76,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit("headpose_node did not subscribe to the image topic in time")
     period = 1.0 / args.rate
     published = 0
+    sent: list[tuple[int, int, float, float]] = []  # stamp (sec, nanosec), stamp and publish return in seconds
     start = time.monotonic()
     next_time = start
     while time.monotonic() - start < args.seconds:
         now = time.monotonic()
         if now >= next_time:
-            msg = messages[published % len(messages)]
-            wall = time.time()
+            wall = time.time()  # the frame exists: stamp it, then fill and publish its message, as a driver does
+            frame = frames[published % len(frames)]
+            msg = Image(height=frame.shape[0], width=frame.shape[1], encoding="bgr8", is_bigendian=0,
+                        step=frame.shape[1] * 3, data=frame.tobytes())
+            msg.header.frame_id = "bench_optical_frame"
             msg.header.stamp.sec, msg.header.stamp.nanosec = int(wall), int((wall % 1) * 1e9)
             pub.publish(msg)
+            sent.append((msg.header.stamp.sec, msg.header.stamp.nanosec, wall, time.time()))
             published += 1
             next_time += period
         executor.spin_once(timeout_sec=max(0.0, min(next_time - time.monotonic(), 0.01)))
@@ -91,27 +101,36 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rclpy.try_shutdown()
     return {"published": published, "publish_rate_hz": round(published / args.seconds, 2),
             "poses": len(latencies), "pose_rate_hz": round(len(latencies) / args.seconds, 2),
-            "elapsed_s": round(elapsed, 2), "latencies_s": latencies, "node_diagnostics": diagnostics}
+            "elapsed_s": round(elapsed, 2), "latencies_s": latencies, "node_diagnostics": diagnostics,
+            "frames": [{"sec": sec, "nanosec": nsec, "stamp": stamp, "published": done,
+                        "arrived": arrivals.get((sec, nsec))} for sec, nsec, stamp, done in sent]}
 
 
 def echo(args: argparse.Namespace) -> None:
     """The transport floor: a node that answers each image with a PoseStamped carrying its header, at once."""
     import rclpy
     from geometry_msgs.msg import PoseStamped
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.executors import ExternalShutdownException
     from sensor_msgs.msg import Image
 
+    from .node import make_executor
+
+    keep_image_buffers()
     rclpy.init()
     node = rclpy.create_node("headpose_bench_echo")
     pub = node.create_publisher(PoseStamped, args.pose_topic, 10)
+    trace: list[dict[str, float]] = []
 
     def on_image(msg: Any) -> None:
+        received = time.time()
         pose = PoseStamped()
         pose.header = msg.header
         pub.publish(pose)
+        trace.append({"sec": msg.header.stamp.sec, "nanosec": msg.header.stamp.nanosec, "received": received,
+                      "head_pose": time.time()})
 
     node.create_subscription(Image, args.image_topic, on_image, _image_qos(args.reliability))
-    executor = SingleThreadedExecutor()
+    executor = make_executor(args.executor)
     executor.add_node(node)
     deadline = time.monotonic() + args.seconds
     try:
@@ -121,6 +140,9 @@ def echo(args: argparse.Namespace) -> None:
         pass
     node.destroy_node()
     rclpy.try_shutdown()
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            json.dump(trace, f)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -132,7 +154,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--image-topic", default="/bench/image_raw")
     parser.add_argument("--pose-topic", default="/head_pose")
     parser.add_argument("--reliability", choices=("best_effort", "reliable"), default="best_effort")
-    parser.add_argument("--out", help="where to write the JSON result (camera role)")
+    parser.add_argument("--out", help="where to write the JSON result (camera role) or the trace (echo role)")
+    parser.add_argument("--executor", choices=("auto", "events", "single_threaded"), default="auto",
+                        help="the echo node's executor, as the node's executor parameter (echo role)")
     parser.add_argument("--echo", action="store_true",
                         help="be the echo node for --seconds instead: answer each image with its header at once")
     args = parser.parse_args(argv)

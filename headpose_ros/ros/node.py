@@ -1,11 +1,16 @@
 """``headpose_node``: camera images in, ``/head_pose``, ``/head_poses``, REP-155 TF frames, markers, a debug
 image and diagnostics out. The only module of the package that imports ROS.
 
-Threads: one SingleThreadedExecutor (the main thread) runs the subscriptions, the diagnostics timer and the
-parameter services; its callbacks never wait on the estimator. The estimator runs in a
+Threads: one executor in the main thread runs the subscriptions, the diagnostics timer and the parameter
+services; its callbacks never wait on the estimator. It is rclpy's EventsExecutor where rclpy has it (Jazzy's
+7.1.4 and newer; the ``executor`` parameter), else a SingleThreadedExecutor: the EventsExecutor dispatches from
+C++ and lets the worker have the GIL as soon as the image callback returns, where the SingleThreadedExecutor first
+rebuilds its wait set in Python (:func:`make_executor`). The estimator runs in a
 :class:`~headpose_ros.estimator.stream.LatestFrameProcessor` worker that always takes the newest frame (older
-pending frames are skipped and counted) and publishes its results itself. A MultiThreadedExecutor was measured
-to keep a core busy in its wait loop and to slow the node to a third of the estimator's rate on 2 cores.
+pending frames are skipped and counted) and publishes its results itself, ``/head_pose`` first. A
+MultiThreadedExecutor was measured to keep a core busy in its wait loop and to slow the node to a third of the
+estimator's rate on 2 cores. :func:`run`, the process entry point, also sets glibc's malloc to keep image-sized
+buffers (:mod:`headpose_ros.ros.memory`).
 
 Start and stop: ``/tf`` is published with tf2_ros's TransformBroadcaster when tf2_ros is importable, else as
 ``tf2_msgs/TFMessage`` on ``/tf`` directly (the same QoS); without tf2_msgs the node runs without TF and says so.
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import array
 import importlib
+import json
 import logging
 import math
 import os
@@ -56,6 +62,32 @@ except ImportError as _exc:  # pragma: no cover - exercised on machines without 
 #: Seconds of images without any camera_info before the node warns (then at most every CAMERA_INFO_WARN_S).
 CAMERA_INFO_GRACE_S = 5.0
 CAMERA_INFO_WARN_S = 30.0
+#: Environment variable naming a JSON file: the node then records when each frame passed each step (for
+#: ``headpose-ros bench-ros``'s latency breakdown) and writes the records there when it closes.
+TRACE_ENV = "HEADPOSE_TRACE_FILE"
+TRACE_MAX_FRAMES = 100_000
+
+
+class FrameTrace:
+    """Per-frame wall-clock times (``time.time()``, seconds) of the steps from an image's arrival to its
+    ``/head_pose``, keyed by the image stamp: ``received`` (image callback), ``started`` (worker takes it),
+    ``processed`` (decoded, estimated, tracked), ``estimator_ms`` (the estimator's own stages),
+    ``head_pose`` (``/head_pose`` published). At most :data:`TRACE_MAX_FRAMES` frames."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.frames: list[dict[str, float]] = []
+        self.started = 0.0
+
+    def add(self, header: Any, received: float, processed: float, estimator_ms: float, head_pose: float) -> None:
+        if len(self.frames) < TRACE_MAX_FRAMES:
+            self.frames.append({"sec": header.sec, "nanosec": header.nanosec, "received": received,
+                                "started": self.started, "processed": processed, "estimator_ms": estimator_ms,
+                                "head_pose": head_pose})
+
+    def write(self) -> None:
+        with open(self.path, "w", encoding="utf-8") as f:
+            json.dump(self.frames, f)
 
 
 class RclpyTypes:
@@ -127,9 +159,10 @@ class HeadPoseNode(Node):  # type: ignore[misc,valid-type]
         self._first_image_time: Optional[float] = None
         self._last_info_warning = -math.inf
         self._lock = threading.Lock()
+        self.trace = FrameTrace(os.environ[TRACE_ENV]) if os.environ.get(TRACE_ENV) else None
         self._make_publishers()
         self.hri_topics = self._make_hri_topics()
-        self.processor: LatestFrameProcessor[tuple[Any, Optional[CameraIntrinsics]], CoreResult] = \
+        self.processor: LatestFrameProcessor[tuple[Any, Optional[CameraIntrinsics], float], CoreResult] = \
             LatestFrameProcessor(self._process, self._publish, self._on_frame_error,
                                  max_rate=self.values["max_rate"], name="headpose-worker")
         self.processor.start()
@@ -219,12 +252,13 @@ class HeadPoseNode(Node):  # type: ignore[misc,valid-type]
 
     # --- callbacks (executor threads; never wait on the estimator) -----------------------------------
     def _on_image(self, msg: Any) -> None:
+        received = time.time()
         self.window.input()
         with self._lock:
             intrinsics = self._intrinsics
         if intrinsics is None and not self._camera_info_seen and self.values["use_camera_info"]:
             self._warn_no_camera_info()
-        self.processor.submit((msg, intrinsics))
+        self.processor.submit((msg, intrinsics, received))
 
     def _warn_no_camera_info(self) -> None:
         """Images arrive but camera_info never came (often a wrong remapping): say what that means, throttled."""
@@ -277,17 +311,22 @@ class HeadPoseNode(Node):  # type: ignore[misc,valid-type]
         self.pub_diag.publish(messages.diagnostic_array(self.types, header, [status]))
 
     # --- worker thread ---------------------------------------------------------------------------------
-    def _process(self, item: tuple[Any, Optional[CameraIntrinsics]]) -> CoreResult:
-        msg, intrinsics = item
+    def _process(self, item: tuple[Any, Optional[CameraIntrinsics], float]) -> CoreResult:
+        msg, intrinsics, _ = item
+        if self.trace is not None:
+            self.trace.started = time.time()
         return self.core.process_msg(msg, intrinsics)
 
-    def _publish(self, item: Any, result: CoreResult) -> None:
+    def _publish(self, item: tuple[Any, Optional[CameraIntrinsics], float], result: CoreResult) -> None:
         t, v, h = self.types, self.values, result.header
+        processed = time.time() if self.trace is not None else 0.0
         publishers = {"head_pose": self.pub_pose.publish, "head_poses": self.pub_poses.publish,
                       "transforms": self.send_transforms, "markers": self.pub_markers.publish}
         for name, msg in messages.iter_frame_outputs(t, result, v["publish_tf"], v["markers"], v["tf_prefix"]):
             if publishers[name] is not None:  # no TF sender without tf2_msgs
                 publishers[name](msg)
+            if name == "head_pose" and self.trace is not None:
+                self.trace.add(h, item[2], processed, result.frame.stages_ms.get("total", 0.0), time.time())
         if v["debug_image"] and self.pub_debug.get_subscription_count() > 0:
             from .draw import draw_debug
 
@@ -324,6 +363,32 @@ class HeadPoseNode(Node):  # type: ignore[misc,valid-type]
         except Exception:  # noqa: BLE001 - the context may be gone already
             pass
         self.core.close()
+        if self.trace is not None:
+            self.trace.write()
+
+
+def make_executor(choice: str, logger: Any = None) -> Any:
+    """The executor the ``executor`` parameter names: rclpy's EventsExecutor for ``events`` and ``auto`` where
+    rclpy has it (7.1.4 and newer), else a SingleThreadedExecutor (``events`` without it is logged as a warning).
+
+    The EventsExecutor dispatches callbacks from C++ and releases the GIL as soon as a callback returns, so the
+    estimator's worker thread starts on a frame at once; the SingleThreadedExecutor rebuilds its wait set in
+    Python after every callback first (see docs/speed.md for the measured difference).
+    """
+    if choice in ("auto", "events"):
+        try:
+            from rclpy.experimental import EventsExecutor
+        except ImportError:
+            if choice == "events" and logger is not None:
+                logger.warning("executor: events needs rclpy's EventsExecutor (rclpy 7.1.4 or newer); using the "
+                               "SingleThreadedExecutor")
+        else:
+            if logger is not None:
+                logger.info("executor: rclpy's EventsExecutor")
+            return EventsExecutor()
+    if logger is not None:
+        logger.info("executor: rclpy's SingleThreadedExecutor")
+    return SingleThreadedExecutor()
 
 
 def _fail(message: str) -> int:
@@ -371,7 +436,9 @@ def main(args: Optional[list[str]] = None) -> int:
 def run(args: Optional[list[str]] = None) -> int:
     """The node's life: 0 after a clean shutdown (SIGINT, SIGTERM, SIGHUP), 1 when it cannot start."""
     from ..estimator.quiet import quiet_logs
+    from .memory import keep_image_buffers
 
+    keep_image_buffers()  # images reuse freed buffers instead of page-faulting fresh ones (see memory.py)
     quiet_logs()  # before TensorFlow and MediaPipe load: the node speaks through ROS logging only
     if rclpy is None:
         return _fail(f"ROS 2 Python (rclpy) is not importable ({_ROS_IMPORT_ERROR}); source "
@@ -397,7 +464,7 @@ def run(args: Optional[list[str]] = None) -> int:
     if node is None:
         rclpy.try_shutdown()
         return code
-    executor = SingleThreadedExecutor()
+    executor = make_executor(node.values["executor"], node.get_logger())
     executor.add_node(node)
     try:
         while not stop.is_set() and rclpy.ok():

@@ -115,6 +115,10 @@ def _specs() -> tuple[ParamSpec, ...]:
           "frame.", runtime=True),
         S("max_rate", float, 0.0, "Process at most this many frames per second (0: as fast as possible; the "
           "newest frame is always the one processed).", 0.0, 1000.0, runtime=True),
+        S("executor", str, "auto", "How the node waits for messages: events (rclpy's EventsExecutor, C++ "
+          "dispatch: less latency per frame; rclpy 7.1.4 and newer, i.e. Jazzy and later), single_threaded "
+          "(rclpy's SingleThreadedExecutor), or auto (events where rclpy has it, else single_threaded).",
+          choices=("auto", "events", "single_threaded")),
         # --- output ---
         S("publish_tf", bool, True, "Broadcast face_<id> and gaze_<id> TF frames (REP-155).", runtime=True),
         S("tf_prefix", str, "", "Prefix of every face id (REP-155), in TF frames and /humans/faces topics alike: "
