@@ -67,7 +67,7 @@ from .tflite import load_interpreter
 from .types import LEFT_EAR, LEFT_EYE, NOSE, RIGHT_EAR, RIGHT_EYE, FaceKeypoints
 
 #: Weights of the quality's logistic model (see the module docstring).
-W_MIRROR, W_PRESENCE, W_SCORE, W_FRONTAL, BIAS = -2.72, 3.26, 21.81, -9.39, -23.46
+W_MIRROR, W_PRESENCE, W_SCORE, W_FRONTAL, BIAS = -2.66, 3.93, 24.05, -7.35, -25.05
 SCORE_CAP = 0.8
 #: Faces narrower than this (image pixels, extent of the landmarks) need the mesh's presence as well.
 SMALL_FACE_PX = 80.0
@@ -116,8 +116,9 @@ def profile_of(xy: np.ndarray) -> float:
 
 def frontal_doubt(presence: float, profile: float) -> float:
     """In [0, 1]: how far the mesh disbelieves a face that its keypoints show frontal: ``1 - profile`` times the
-    decades by which the presence lies below 1, counted up to three (presence 0.1: 1/3, 0.001 or less: 1)."""
-    decades = -math.log10(min(max(presence, 0.0), 1.0) + 1e-3) / 3.0
+    decades by which the presence lies below 0.1, counted up to two (0.1 or more: 0, 0.01: 1/2, 0.001 or less:
+    1)."""
+    decades = (-math.log10(min(max(presence, 0.0), 1.0) + 1e-3) - 1.0) / 2.0
     return (1.0 - min(max(profile, 0.0), 1.0)) * min(max(decades, 0.0), 1.0)
 
 
