@@ -80,6 +80,30 @@ def test_a_frontal_looking_mesh_without_presence_is_no_face_whatever_the_detecto
         assert quality_from(0.02, presence, 0.7, profile=0.0) == pytest.approx(quality_from(0.02, presence, 0.7))
 
 
+def test_the_fit_learns_the_frontal_doubt_and_places_the_least_face_like_face() -> None:
+    from headpose_ros.tools.false_faces import features, fit
+
+    rng = np.random.default_rng(0)
+
+    def records(n, mirror, presence, score, profile):
+        return [{"mirror": rng.uniform(*mirror), "presence": rng.uniform(*presence), "score": rng.uniform(*score),
+                 "profile": rng.uniform(*profile)} for _ in range(n)]
+
+    faces = records(60, (0.005, 0.03), (0.9, 1.0), (0.75, 0.95), (0.0, 1.0)) + \
+        records(20, (0.03, 0.08), (0.0, 0.05), (0.72, 0.85), (0.9, 1.0))  # profiles: no presence
+    non_faces = records(40, (0.03, 0.1), (0.0, 0.01), (0.7, 0.85), (0.0, 0.4)) + \
+        records(40, (0.05, 0.3), (0.0, 0.3), (0.5, 0.65), (0.0, 1.0))  # turned-pass look-alikes, weak detections
+    w = fit(faces, non_faces, lowest=0.64)
+    assert w["W_MIRROR"] < 0 and w["W_FRONTAL"] < 0 and w["W_SCORE"] > 0
+
+    def quality(r):
+        logit = np.dot(features(r), [w["W_MIRROR"], w["W_PRESENCE"], w["W_SCORE"], w["W_FRONTAL"]]) + w["BIAS"]
+        return 1.0 / (1.0 + np.exp(-logit))
+
+    assert min(quality(r) for r in faces) == pytest.approx(0.64, abs=0.01)
+    assert sum(quality(r) >= 0.45 for r in non_faces) <= 2
+
+
 def test_config_validates_min_face_quality() -> None:
     assert EstimatorConfig(min_face_quality=0.0).min_face_quality == 0.0
     for bad in (-0.1, 1.5, "high", True):

@@ -176,9 +176,12 @@ def _estimator(args: argparse.Namespace) -> Any:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="*", default=[1, 3, 6])
-    parser.add_argument("--kinds", nargs="*", default=None, help=f"kinds of negatives (default: {scenes.KINDS})")
+    parser = argparse.ArgumentParser(prog="python -m headpose_ros.tools.false_faces", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="*", default=[1, 3, 6], help="seeds of the negative scenes")
+    parser.add_argument("--kinds", nargs="*", default=None,
+                        help=f"kinds of negatives, some of {' '.join(scenes.KINDS)} "
+                             f"(default: {' '.join(scenes.DEFAULT_KINDS)})")
     parser.add_argument("--size", type=int, nargs=2, default=None, help="frame width height (default per seed)")
     parser.add_argument("--per-source", type=int, default=None)
     parser.add_argument("--thresholds", type=float, nargs="*", default=[0.45, 0.5])
