@@ -1,7 +1,8 @@
 """The face-quality check (estimator/quality.py): faces pass, helmets, patches, animals and textures do not.
 
 Scenes come from :mod:`headpose_ros.tools.scenes` (public images bundled with scikit-image and matplotlib);
-no development data. Seed 5 of the negative scenes was used neither to fit nor to validate the check.
+no development data. The check was fitted on negative scenes of seeds 0, 2, 10, 12, 14 and 16; seeds 5 and 7
+were not used to fit it, seeds 3 and 6 only to report figures.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import pytest
 
 from headpose_ros.estimator.config import EstimatorConfig
 from headpose_ros.estimator.errors import ConfigError
-from headpose_ros.estimator.quality import SCORE_CAP, quality_from
+from headpose_ros.estimator.quality import SCORE_CAP, profile_of, quality_from
+from headpose_ros.estimator.types import NOSE
 
 pytest.importorskip("skimage.data", reason="the scenes are made from scikit-image's bundled images")
 
@@ -28,7 +30,8 @@ def test_quality_falls_with_mirror_disagreement_and_rises_with_presence_and_scor
 def test_a_confident_detector_alone_cannot_pass_a_non_face() -> None:
     # the detector's score counts only up to SCORE_CAP: 0.8 and 1.0 give the same quality
     assert quality_from(0.1, 0.0, 1.0) == quality_from(0.1, 0.0, SCORE_CAP)
-    assert quality_from(0.1, 0.0, 1.0) < 0.5  # inconsistent mesh, no presence: rejected at any score
+    assert quality_from(0.3, 0.0, 1.0) < 0.1  # a mesh its mirror image contradicts, no presence: rejected
+    assert quality_from(0.1, 0.0, 1.0, profile=0.0) < 0.1  # a frontal mesh without presence: rejected
     assert quality_from(0.01, 1.0, 0.75) > 0.9  # a consistent, present face passes
 
 
@@ -37,6 +40,68 @@ def test_a_small_face_also_needs_the_mesh_presence() -> None:
     assert quality_from(0.01, 0.1, 0.75, width_px=120.0) > 0.9
     assert quality_from(0.01, 0.1, 0.75, width_px=40.0) < 0.5
     assert quality_from(0.01, 0.99, 0.75, width_px=40.0) > 0.9
+
+
+#: Nose, right eye, left eye, right ear, left ear of a frontal face (image pixels).
+FRONTAL = np.array([[50.0, 60.0], [35.0, 45.0], [65.0, 45.0], [10.0, 55.0], [90.0, 55.0]])
+
+
+def test_profile_is_zero_for_a_frontal_face_and_one_for_a_profile_at_any_roll() -> None:
+    assert profile_of(FRONTAL) == pytest.approx(0.0, abs=1e-9)
+    turned = FRONTAL.copy()
+    turned[NOSE, 0] = 85.0  # the nose near the left ear's outline: 75 px on one side, 5 on the other
+    assert profile_of(turned) == pytest.approx(70.0 / 80.0)
+    turned[NOSE, 0] = 95.0  # beyond the outline: a full profile
+    assert profile_of(turned) == pytest.approx(1.0)
+    mirrored = turned * np.array([-1.0, 1.0])
+    mirrored[[1, 2, 3, 4]] = mirrored[[2, 1, 4, 3]]  # the mirror image swaps left and right
+    assert profile_of(mirrored) == pytest.approx(1.0)
+    for degrees in (30.0, 90.0, 180.0, -120.0):
+        a = np.radians(degrees)
+        rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+        assert profile_of(FRONTAL @ rot.T) == pytest.approx(0.0, abs=1e-9)
+        assert profile_of(turned @ rot.T) == pytest.approx(1.0)
+
+
+def test_a_frontal_looking_mesh_without_presence_is_no_face_whatever_the_detector_says() -> None:
+    # The roll search's false faces, as measured (mirror, presence, detector score, profile): the mesh fits a
+    # frontal face that it does not believe, mirror-consistent to 2-9 % of its size, at scores of 0.74-0.83.
+    measured = {"clock_0": (0.068, 0.0015, 0.79, 0.24), "clock_1": (0.089, 0.0037, 0.83, 0.29),
+                "helmet": (0.021, 0.0001, 0.74, 0.25), "checks": (0.049, 0.0, 0.78, 0.13)}
+    for mirror, presence, score, profile in measured.values():
+        assert quality_from(mirror, presence, score, profile=profile) < 0.1
+        # the same evidence from a profile's keypoints (nose beyond an ear's outline) would pass
+        assert quality_from(mirror, presence, score, profile=1.0) > 0.6
+    # A profile gets no presence from the mesh either (most AFLW2000 faces beyond 70 deg of yaw): it passes.
+    assert quality_from(0.05, 0.0, 0.8, profile=1.0) > 0.6
+    assert quality_from(0.08, 0.002, 0.79, profile=1.0) >= 0.6
+    # A face the mesh half believes (presence 0.1 or more) is not doubted, frontal or not.
+    for presence in (0.1, 0.4, 1.0):
+        assert quality_from(0.02, presence, 0.7, profile=0.0) == pytest.approx(quality_from(0.02, presence, 0.7))
+
+
+def test_the_fit_learns_the_frontal_doubt_and_places_the_least_face_like_face() -> None:
+    from headpose_ros.tools.false_faces import features, fit
+
+    rng = np.random.default_rng(0)
+
+    def records(n, mirror, presence, score, profile):
+        return [{"mirror": rng.uniform(*mirror), "presence": rng.uniform(*presence), "score": rng.uniform(*score),
+                 "profile": rng.uniform(*profile)} for _ in range(n)]
+
+    faces = records(60, (0.005, 0.03), (0.9, 1.0), (0.75, 0.95), (0.0, 1.0)) + \
+        records(20, (0.03, 0.08), (0.0, 0.05), (0.72, 0.85), (0.9, 1.0))  # profiles: no presence
+    non_faces = records(40, (0.03, 0.1), (0.0, 0.01), (0.7, 0.85), (0.0, 0.4)) + \
+        records(40, (0.05, 0.3), (0.0, 0.3), (0.5, 0.65), (0.0, 1.0))  # turned-pass look-alikes, weak detections
+    w = fit(faces, non_faces, lowest=0.64)
+    assert w["W_MIRROR"] < 0 and w["W_FRONTAL"] < 0 and w["W_SCORE"] > 0
+
+    def quality(r):
+        logit = np.dot(features(r), [w["W_MIRROR"], w["W_PRESENCE"], w["W_SCORE"], w["W_FRONTAL"]]) + w["BIAS"]
+        return 1.0 / (1.0 + np.exp(-logit))
+
+    assert min(quality(r) for r in faces) == pytest.approx(0.64, abs=0.01)
+    assert sum(quality(r) >= 0.45 for r in non_faces) <= 2
 
 
 def test_config_validates_min_face_quality() -> None:
@@ -88,6 +153,35 @@ def test_real_faces_pass_the_check(estimators) -> None:
         img, truth = scenes.face_scene(source, 150.0, (640, 480), rng)
         found += any(f.box.iou(truth) > 0.3 for f in checked.process(img).faces)
     assert found == len(sources)
+
+
+def _frame(seed: int, size: tuple[int, int], per_source: int, name: str) -> np.ndarray:
+    from headpose_ros.tools import scenes
+
+    return next(img for n, img in scenes.negative_scenes(seed, size, per_source) if n == name)
+
+
+@pytest.mark.parametrize("seed, size, per_source, name", [
+    (3, (640, 480), 3, "clock_0"),  # the clock turned a quarter: BlazeFace's turned pass scores it 0.79
+    (6, (1280, 720), 1, "astronaut_helmet_0"),  # the helmet, turned pass, 0.74
+])
+def test_false_faces_of_the_turned_detector_passes_are_no_faces(estimators, seed, size, per_source, name) -> None:
+    checked, unchecked = estimators
+    img = _frame(seed, size, per_source, name)
+    assert len(unchecked.process(img).faces) >= 1  # without the check: a false face with a pose
+    assert checked.process(img).faces == []
+
+
+def test_crops_mosaics_and_more_pictures_without_faces_give_at_most_two_false_faces_per_hundred(estimators) -> None:
+    from headpose_ros.tools import scenes
+
+    checked, unchecked = estimators
+    frames = list(scenes.negative_scenes(seed=7, size=(640, 480), per_source=2, kinds=("photo", "crops", "mosaic")))
+    false_checked = sum(len(checked.process(img).faces) for _, img in frames)
+    false_unchecked = sum(len(unchecked.process(img).faces) for _, img in frames)
+    assert len(frames) >= 80
+    assert false_unchecked >= 4  # the detector does fire on these frames
+    assert false_checked / len(frames) <= 0.02
 
 
 def test_frames_without_faces_give_at_most_two_false_faces_per_hundred(estimators) -> None:

@@ -38,8 +38,9 @@ class EstimatorConfig:
     - ``min_face_px``: faces whose box is narrower than this many pixels are dropped.
     - ``min_face_quality``: faces whose quality (:mod:`~headpose_ros.estimator.quality`: is it a face at all,
       whatever the detector says) is below this are dropped, in [0, 1]; 0 turns the check off. The default 0.45
-      keeps every face of the development sets the pipeline found without the check (at 0.5 one AFLW2000 profile
-      scored 0.478 and was dropped) at 0.016-0.033 false faces per frame on generated negative scenes.
+      keeps every face of the development sets the pipeline found without the check (the least face-like, an
+      AFLW2000 profile, scores 0.64) at 0-0.016 false faces per frame on generated negative scenes not used to
+      fit the check.
     - ``hidden_keypoints``: ``True`` lowers the confidence of keypoints the face hides from the camera (the far
       ear of a turned head, :mod:`~headpose_ros.estimator.visibility`) below ``keypoint_threshold``.
     """

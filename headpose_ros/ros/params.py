@@ -96,8 +96,9 @@ def _specs() -> tuple[ParamSpec, ...]:
         S("min_face_px", int, _est_default("min_face_px"), "Faces narrower than this many pixels are dropped.",
           0, 4096, runtime=True, estimator_field="min_face_px"),
         S("min_face_quality", float, _est_default("min_face_quality"), "Face-quality check: faces whose quality (the "
-          "face mesh's mirror consistency and presence with the detector's score) is below this are dropped as "
-          "false faces (0: no check).", 0.0, 1.0, runtime=True, estimator_field="min_face_quality"),
+          "face mesh's mirror consistency and presence, a frontal-looking mesh the mesh calls no face, the "
+          "detector's score) is below this are dropped as false faces (0: no check).", 0.0, 1.0, runtime=True,
+          estimator_field="min_face_quality"),
         S("hidden_keypoints", bool, _est_default("hidden_keypoints"), "Give keypoints the head hides (the far ear "
           "beyond about 50 degrees of yaw) a confidence below keypoint_threshold.", runtime=True,
           estimator_field="hidden_keypoints"),

@@ -9,7 +9,8 @@ seed, so tests and benchmarks see the same pixels on every run.
   some context at a random place of a smooth noisy background of a chosen frame size; returns the frame
   and the true face box.
 - :func:`negative_scenes`: frames without any face, of the kinds a robot meets and a face detector confuses:
-  textures, objects, the astronaut's helmet and mission patch, animals.
+  textures, objects, the astronaut's helmet and mission patch, animals; optionally the other portraits'
+  non-face regions and more pictures, turned and mirrored crops of them, and mosaics of crops and textures.
 """
 
 from __future__ import annotations
@@ -133,11 +134,126 @@ SKIMAGE_NON_FACE = ("coffee", "rocket", "chelsea", "coins", "moon", "hubble_deep
                     "brick", "grass", "gravel", "horse", "checkerboard")
 
 
+#: Non-face regions (rows, columns) of the other portraits: Grace Hopper's cap with its badge, her uniform
+#: with ribbons and insignia, the flag; the cameraman's camera and tripod, his coat and the field.
+PORTRAIT_NON_FACE = {
+    "grace_hopper_cap": (slice(0, 135), slice(130, 390)),
+    "grace_hopper_uniform": (slice(380, 600), slice(0, 512)),
+    "grace_hopper_flag": (slice(0, 600), slice(0, 130)),
+    "cameraman_camera": (slice(100, 512), slice(300, 512)),
+    "cameraman_lower_half": (slice(240, 512), slice(0, 512)),
+}
+#: More pictures without a face: scikit-image's blobs, microaneurysms (retina) and Shepp-Logan phantom (a
+#: head-shaped oval), matplotlib's sample present box, logo, terrain maps and MRI slice of a head.
+EXTRA_NON_FACE = ("binary_blobs", "microaneurysms", "shepp_logan_phantom", "mpl_present", "mpl_logo",
+                  "mpl_topobathy", "mpl_jacksboro_dem", "mpl_mri")
+#: Kinds of :func:`negative_scenes`: the first three are the default (the figures of the docs were measured on
+#: them); ``photo`` adds the pictures above, ``crops`` turned, mirrored, scaled crops of every non-face picture
+#: and ``mosaic`` frames tiled with such crops and textures.
+DEFAULT_KINDS = ("astronaut", "skimage", "texture")
+KINDS = DEFAULT_KINDS + ("photo", "crops", "mosaic")
+
+
 def _skimage_image(name: str) -> np.ndarray:
     data = _skimage_data()
     if name == "motorcycle":
         return _bgr(data.stereo_motorcycle()[0])
+    if name.startswith("mpl_"):
+        return _matplotlib_image(name[4:])
     return _bgr(getattr(data, name)())
+
+
+def _normalised(values: np.ndarray) -> np.ndarray:
+    lo, hi = np.percentile(values, [1, 99])
+    return np.clip((values - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
+
+
+def _matplotlib_image(name: str) -> np.ndarray:
+    """One of matplotlib's sample pictures without a face, BGR uint8 (maps rendered with a colour map)."""
+    import gzip
+
+    import cv2
+    from matplotlib import cbook
+
+    def path(filename: str) -> str:
+        return str(cbook.get_sample_data(filename, asfileobj=False))
+
+    if name in ("present", "logo"):
+        img = cv2.imread(path("Minduka_Present_Blue_Pack.png" if name == "present" else "logo2.png"),
+                         cv2.IMREAD_UNCHANGED)
+        alpha = img[:, :, 3:4].astype(np.float32) / 255.0
+        return (img[:, :, :3] * alpha + 255.0 * (1 - alpha)).astype(np.uint8)
+    if name == "mri":
+        with gzip.open(path("s1045.ima.gz")) as fh:
+            return _bgr(_normalised(np.frombuffer(fh.read(), ">u2").reshape(256, 256).astype(np.float64)))
+    filename, key, colour_map = {"topobathy": ("topobathy.npz", "topo", cv2.COLORMAP_JET),
+                                 "jacksboro_dem": ("jacksboro_fault_dem.npz", "elevation", cv2.COLORMAP_HOT)}[name]
+    with np.load(path(filename)) as npz:
+        grey = (255 * _normalised(npz[key].astype(np.float64))).astype(np.uint8)
+    return cv2.resize(cv2.applyColorMap(grey, colour_map), None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)
+
+
+def non_face_pictures() -> dict[str, Callable[[], np.ndarray]]:
+    """Every picture without a face (name -> BGR uint8 maker): the non-face regions of the three portraits,
+    scikit-image's pictures and the extra ones."""
+    data = _skimage_data()
+    astronaut, camera = _bgr(data.astronaut()), _bgr(data.camera())
+    makers: dict[str, Callable[[], np.ndarray]] = {}
+    for name, (rows, cols) in ASTRONAUT_NON_FACE.items():
+        makers[f"astronaut_{name}"] = lambda r=rows, c=cols: np.ascontiguousarray(astronaut[r, c])
+    portraits = {"cameraman": camera, "grace_hopper": _grace_hopper()}
+    for name, (rows, cols) in PORTRAIT_NON_FACE.items():
+        portrait = portraits[name.rsplit("_", 1)[0].replace("_lower", "")]
+        if portrait is not None:  # Grace Hopper's needs matplotlib
+            makers[name] = lambda r=rows, c=cols, p=portrait: np.ascontiguousarray(p[r, c])
+    for name in SKIMAGE_NON_FACE + EXTRA_NON_FACE:
+        makers[name] = lambda n=name: _skimage_image(n)
+    return makers
+
+
+def _grace_hopper() -> Optional[np.ndarray]:
+    try:
+        import cv2
+        from matplotlib import cbook
+
+        return cv2.imread(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
+    except (ImportError, OSError, ValueError):  # matplotlib is optional
+        return None
+
+
+def turned_crop(img: np.ndarray, rng: np.random.Generator, side: int = 256) -> np.ndarray:
+    """A random square crop of ``img`` (15-70 % of its shorter side), turned by a random angle about its centre,
+    mirrored half the time, resized to ``side`` pixels (BGR uint8)."""
+    import cv2
+
+    h, w = img.shape[:2]
+    crop = float(rng.uniform(0.15, 0.7)) * min(h, w)
+    cx, cy = rng.uniform(crop / 2, w - crop / 2), rng.uniform(crop / 2, h - crop / 2)
+    m = cv2.getRotationMatrix2D((float(cx), float(cy)), float(rng.uniform(-180, 180)), side / crop)
+    m[:, 2] += np.array([side / 2 - cx, side / 2 - cy])
+    out = cv2.warpAffine(img, m, (side, side), flags=cv2.INTER_AREA if crop > side else cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REFLECT)
+    return np.ascontiguousarray(out[:, ::-1]) if rng.random() < 0.5 else out
+
+
+def mosaic(pictures: list[np.ndarray], size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """A ``size`` frame tiled with a random 2x2 to 4x4 grid of turned crops of ``pictures`` and of textures."""
+    import cv2
+
+    width, height = size
+    rows, cols = int(rng.integers(2, 5)), int(rng.integers(2, 5))
+    frame = np.zeros((height, width, 3), np.uint8)
+    ys, xs = np.linspace(0, height, rows + 1).astype(int), np.linspace(0, width, cols + 1).astype(int)
+    for r in range(rows):
+        for c in range(cols):
+            tw, th = xs[c + 1] - xs[c], ys[r + 1] - ys[r]
+            if rng.random() < 0.25:
+                tile = texture(str(rng.choice(["noise", "stripes", "checks", "blobs"])), (tw, th), rng)
+            else:
+                tile = cv2.resize(turned_crop(pictures[int(rng.integers(len(pictures)))], rng), (tw, th),
+                                  interpolation=cv2.INTER_AREA)
+            frame[ys[r]:ys[r + 1], xs[c]:xs[c + 1]] = tile
+    return frame
 
 
 def texture(kind: str, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
@@ -191,11 +307,17 @@ def negative_scenes(seed: int, size: tuple[int, int] = (640, 480), per_source: i
     """Frames without a face, ``(name, BGR image)``: each non-face source ``per_source`` times, at a random
     scale (20-100 % of the frame's height) and place, and ``4 * per_source`` textures of each kind.
 
-    ``kinds`` restricts them to some of ``("astronaut", "skimage", "texture")``. Different seeds give
-    different placements, scales and textures (use one seed to tune, another to validate).
+    ``kinds`` are some of :data:`KINDS` (default :data:`DEFAULT_KINDS`): ``photo`` adds each picture of
+    :data:`PORTRAIT_NON_FACE` and :data:`EXTRA_NON_FACE` ``per_source`` times, ``crops`` ``20 * per_source``
+    turned, mirrored crops of random non-face pictures (:func:`turned_crop`) and ``mosaic`` ``8 * per_source``
+    frames tiled with such crops and textures (:func:`mosaic`). Different seeds give different placements,
+    scales and textures (use one seed to tune, another to validate).
     """
     rng = np.random.default_rng(seed)
-    kinds = kinds or ("astronaut", "skimage", "texture")
+    kinds = kinds or DEFAULT_KINDS
+    unknown = set(kinds) - set(KINDS)
+    if unknown:
+        raise ValueError(f"unknown kinds of negative scenes {sorted(unknown)}; known: {KINDS}")
     makers: list[tuple[str, Callable[[], np.ndarray]]] = []
     if "astronaut" in kinds:
         astronaut = _bgr(_skimage_data().astronaut())
@@ -212,7 +334,28 @@ def negative_scenes(seed: int, size: tuple[int, int] = (640, 480), per_source: i
         for kind in ("noise", "stripes", "checks", "blobs"):
             for i in range(4 * per_source):
                 yield f"texture_{kind}_{i}", texture(kind, size, rng)
+    if not {"photo", "crops", "mosaic"} & set(kinds):
+        return
+    # the new kinds draw from their own stream, so that adding them leaves the default kinds' frames as they were
+    rng = np.random.default_rng([seed, 1])
+    pictures = non_face_pictures()
+    if "photo" in kinds:
+        for name in list(PORTRAIT_NON_FACE) + list(EXTRA_NON_FACE):
+            if name in pictures:
+                img = pictures[name]()
+                for i in range(per_source):
+                    yield f"{name}_{i}", _fit(img, size, rng, float(rng.uniform(0.2, 1.0)))
+    images = {name: make() for name, make in pictures.items()}
+    names = sorted(images)
+    if "crops" in kinds:
+        for i in range(20 * per_source):
+            name = names[int(rng.integers(len(names)))]
+            yield f"crop_{name}_{i}", _fit(turned_crop(images[name], rng), size, rng, float(rng.uniform(0.2, 1.0)))
+    if "mosaic" in kinds:
+        for i in range(8 * per_source):
+            yield f"mosaic_{i}", mosaic([images[n] for n in names], size, rng)
 
 
-__all__ = ["FaceSource", "face_sources", "background", "face_scene", "texture", "negative_scenes",
-           "ASTRONAUT_NON_FACE", "SKIMAGE_NON_FACE"]
+__all__ = ["FaceSource", "face_sources", "background", "face_scene", "texture", "negative_scenes", "non_face_pictures",
+           "turned_crop", "mosaic", "ASTRONAUT_NON_FACE", "PORTRAIT_NON_FACE", "SKIMAGE_NON_FACE", "EXTRA_NON_FACE",
+           "DEFAULT_KINDS", "KINDS"]
