@@ -1,4 +1,4 @@
-"""Face-quality check: is what the detector and keypoint source found a face at all?
+r"""Face-quality check: is what the detector and keypoint source found a face at all?
 
 BlazeFace fires on helmets, mission patches, cats and textures (scores of 0.5-0.85 are common), and a face
 mesh then places a full, plausible set of keypoints on them: neither the detector's score, the keypoints'
@@ -42,8 +42,8 @@ profiles included) against the candidates of generated non-face scenes (:func:`h
 negative_scenes`, all kinds, seeds 0, 2, 10, 12, 14 and 16: 191 candidates on 1,312 frames), and the bias set
 so that the least face-like of those faces (AFLW2000 image00485, a profile) scores 0.64::
 
-    python -m headpose_ros.tools.false_faces --seeds 0 2 10 12 14 16 \\
-        --kinds astronaut skimage texture photo crops mosaic --positives aflw2000 DATA/aflw2000_dev \\
+    python -m headpose_ros.tools.false_faces --seeds 0 2 10 12 14 16 \
+        --kinds astronaut skimage texture photo crops mosaic --positives aflw2000 DATA/aflw2000_dev \
         --positives biwi-crops DATA/biwi_dev 2 --fit
 
 At the default threshold 0.45, on scenes not used to fit it (``python -m headpose_ros.tools.false_faces
