@@ -8,7 +8,7 @@ on something that is not a face, the mesh's guess depends on the crop, and its m
 elsewhere.
 
 :class:`FaceQuality` re-runs MediaPipe's face mesh model (``face_landmark.tflite``, bundled in mediapipe, its
-own interpreter) on a crop levelled on the found eyes and on the mirror image of that crop, in one batch,
+own interpreter) on a crop levelled on the found eyes and on the mirror image of that crop (one crop per run),
 and measures how far the mirrored run's nose and eyes (swapped left/right, mapped back) lie from the ones
 found, in units of the face's size (the extent of the landmarks). Mirror consistency alone leaves an
 overlap (extreme profiles are less consistent), so the quality combines it with the mesh's presence score
@@ -67,7 +67,6 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .tflite import load_interpreter
 from .types import LEFT_EAR, LEFT_EYE, NOSE, RIGHT_EAR, RIGHT_EYE, FaceKeypoints
 
 #: Weights of the quality's logistic model (see the module docstring).
@@ -141,43 +140,15 @@ class FaceQuality:
     """Scores each found face in (0, 1) by the mesh's mirror consistency, presence and the detector's score."""
 
     def __init__(self, model_path: Optional[str] = None, num_threads: int = 1):
-        from .keypoints.face_mesh import bundled_model_path
+        from .keypoints.face_mesh import MeshModel
 
-        path = model_path or str(bundled_model_path())
-        self._interp = load_interpreter(path, "face-quality check's face mesh model", num_threads)
-        self._input = self._interp.get_input_details()[0]["index"]
-        outputs = sorted(self._interp.get_output_details(), key=lambda d: -int(np.prod(d["shape"])))
-        self._landmarks_out, self._presence_out = outputs[0]["index"], outputs[1]["index"]
-        self._batch = 0
+        self._model = MeshModel(model_path, num_threads, "face-quality check's face mesh model")
 
     def _run(self, image_bgr: np.ndarray, transforms: list[np.ndarray], mirrored: list[bool]
              ) -> tuple[np.ndarray, np.ndarray]:
         """Mesh landmarks (N, 468, 2) in image pixels and presence (N,); a mirrored crop's landmarks are
         flipped back, so their left/right labels stay the mirror image's."""
-        import cv2
-
-        n = len(transforms)
-        if n != self._batch:
-            self._interp.resize_tensor_input(self._input, [n, _INPUT, _INPUT, 3])
-            self._interp.allocate_tensors()
-            self._batch = n
-        crops = []
-        for m, flip in zip(transforms, mirrored):
-            crop = cv2.warpAffine(image_bgr, m, (_INPUT, _INPUT), flags=cv2.INTER_LINEAR,
-                                  borderMode=cv2.BORDER_CONSTANT)[:, :, ::-1]
-            crops.append(crop[:, ::-1] if flip else crop)
-        self._interp.set_tensor(self._input, np.stack(crops).astype(np.float32) / 255.0)
-        self._interp.invoke()
-        raw = self._interp.get_tensor(self._landmarks_out).reshape(n, -1, 3)[:, :, :2].astype(np.float64)
-        logits = self._interp.get_tensor(self._presence_out).reshape(n).astype(np.float64)
-        presence = 1.0 / (1.0 + np.exp(-np.clip(logits, -50, 50)))
-        points = np.empty_like(raw)
-        for i, (m, flip) in enumerate(zip(transforms, mirrored)):
-            if flip:
-                raw[i, :, 0] = _INPUT - raw[i, :, 0]
-            inv = cv2.invertAffineTransform(m)
-            points[i] = raw[i] @ inv[:, :2].T + inv[:, 2]
-        return points, presence
+        return self._model.run(image_bgr, transforms, mirrored)
 
     def evidence(self, image_bgr: np.ndarray, faces: Sequence[FaceKeypoints],
                  scores: Sequence[float]) -> list[FaceEvidence]:
@@ -216,7 +187,7 @@ class FaceQuality:
         return np.array([e.quality for e in self.evidence(image_bgr, faces, scores)], dtype=np.float64)
 
     def close(self) -> None:
-        self._interp = None
+        self._model.close()
 
 
 __all__ = ["FaceQuality", "FaceEvidence", "quality_from", "profile_of", "frontal_doubt", "SCORE_CAP", "SMALL_FACE_PX"]

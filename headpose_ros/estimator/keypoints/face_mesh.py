@@ -111,6 +111,45 @@ def _turned(transform: np.ndarray, degrees: float, size: int = INPUT_SIZE) -> np
     return (turn @ np.vstack([transform, [0.0, 0.0, 1.0]]))[:2]
 
 
+class MeshModel:
+    """MediaPipe's face mesh model (``face_landmark.tflite``) on 192-px crops of an image, one crop per
+    invocation (at batch 16 XNNPACK took twice the time per crop of batch 1 here)."""
+
+    def __init__(self, model_path: "str | Path | None" = None, num_threads: int = 1, what: str = "face mesh model"):
+        self._interp = load_interpreter(Path(model_path) if model_path else bundled_model_path(), what, num_threads)
+        self._input = self._interp.get_input_details()[0]["index"]
+        outputs = sorted(self._interp.get_output_details(), key=lambda d: -int(np.prod(d["shape"])))
+        self._landmarks_out, self._presence_out = outputs[0]["index"], outputs[1]["index"]
+        self._interp.allocate_tensors()
+
+    def run(self, image_bgr: np.ndarray, transforms: Sequence[np.ndarray],
+            mirrored: Optional[Sequence[bool]] = None) -> tuple[np.ndarray, np.ndarray]:
+        """Landmarks (N, 468, 2) in image pixels and face presence (N,) in [0, 1] for N 2x3 image-to-crop
+        transforms. A ``mirrored`` crop is flipped left-right before the model and its landmarks flipped back,
+        so their left/right labels stay the mirror image's."""
+        n = len(transforms)
+        flips = list(mirrored) if mirrored is not None else [False] * n
+        raw, logits = np.empty((n, 468, 2)), np.empty(n)
+        for i, (m, flip) in enumerate(zip(transforms, flips)):
+            crop = cv2.warpAffine(image_bgr, m, (INPUT_SIZE, INPUT_SIZE), flags=cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_CONSTANT)
+            self._interp.set_tensor(self._input, rgb_float(cv2.flip(crop, 1) if flip else crop, 1.0 / 255.0)[None])
+            self._interp.invoke()
+            raw[i] = self._interp.get_tensor(self._landmarks_out).reshape(-1, 3)[:, :2]
+            logits[i] = self._interp.get_tensor(self._presence_out).reshape(-1)[0]
+            if flip:
+                raw[i, :, 0] = INPUT_SIZE - raw[i, :, 0]
+        presence = 1.0 / (1.0 + np.exp(-np.clip(logits, -50.0, 50.0)))
+        points = np.empty_like(raw)
+        for i, m in enumerate(transforms):
+            inv = cv2.invertAffineTransform(m)
+            points[i] = raw[i] @ inv[:, :2].T + inv[:, 2]
+        return points, presence
+
+    def close(self) -> None:
+        self._interp = None
+
+
 class FaceMeshKeypoints:
     """Nose, eyes and ears from the face mesh; ``heatmap_kind = "rendered"``."""
 
@@ -124,12 +163,7 @@ class FaceMeshKeypoints:
             raise ConfigError(f"face_mesh passes must be 1, 2 or auto, not {passes!r}")
         if not 1.0 <= float(crop_scale) <= 4.0:
             raise ConfigError(f"face_mesh crop_scale must lie in [1, 4], not {crop_scale!r}")
-        path = Path(model_path) if model_path else bundled_model_path()
-        self._interp = load_interpreter(path, "face mesh model", num_threads)
-        self._input = self._interp.get_input_details()[0]["index"]
-        outputs = sorted(self._interp.get_output_details(), key=lambda d: -int(np.prod(d["shape"])))
-        self._landmarks_out, self._presence_out = outputs[0]["index"], outputs[1]["index"]
-        self._interp.allocate_tensors()
+        self._model = MeshModel(model_path, num_threads)
         if not 0.0 <= float(level_beyond_deg) <= 180.0:
             raise ConfigError(f"face_mesh level_beyond_deg must lie in [0, 180], not {level_beyond_deg!r}")
         self.passes, self.crop_scale, self.level_beyond_deg = passes, float(crop_scale), float(level_beyond_deg)
@@ -137,25 +171,8 @@ class FaceMeshKeypoints:
         self.min_presence, self.threshold = float(min_presence), float(threshold)
 
     def _run(self, image_bgr: np.ndarray, transforms: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Mesh landmarks (N, 468, 2) in image pixels and face presence (N,) for N crop transforms.
-
-        One crop per invocation: the model at batch 16 took twice the time per crop of batch 1 here (XNNPACK).
-        """
-        n = len(transforms)
-        raw, logits = np.empty((n, 468, 2)), np.empty(n)
-        for i, m in enumerate(transforms):
-            crop = cv2.warpAffine(image_bgr, m, (INPUT_SIZE, INPUT_SIZE), flags=cv2.INTER_LINEAR,
-                                  borderMode=cv2.BORDER_CONSTANT)
-            self._interp.set_tensor(self._input, rgb_float(crop, 1.0 / 255.0)[None])
-            self._interp.invoke()
-            raw[i] = self._interp.get_tensor(self._landmarks_out).reshape(-1, 3)[:, :2]
-            logits[i] = self._interp.get_tensor(self._presence_out).reshape(-1)[0]
-        presence = 1.0 / (1.0 + np.exp(-logits))
-        points = np.empty_like(raw)
-        for i, m in enumerate(transforms):
-            inv = cv2.invertAffineTransform(m)
-            points[i] = raw[i] @ inv[:, :2].T + inv[:, 2]
-        return points, presence
+        """Mesh landmarks (N, 468, 2) in image pixels and face presence (N,) for N crop transforms."""
+        return self._model.run(image_bgr, transforms)
 
     def _refined_transform(self, points: np.ndarray) -> np.ndarray:
         """The second pass's crop: rotated so that the eyes are level, around the first pass's landmarks."""
