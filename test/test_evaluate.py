@@ -170,3 +170,48 @@ def test_eval_command_json(tmp_path, monkeypatch, capsys):
     assert len(rows) == 3 and rows[2].endswith("no face")
     printed = capsys.readouterr().out
     assert "all (+-99 deg)" in printed and "image00001.jpg" in printed
+
+
+def test_part_splits_sorted_samples_into_contiguous_parts():
+    """--part I/N: the parts are contiguous, disjoint and together cover every sample once."""
+    assert evaluate.parse_part(None) is None and evaluate.parse_part("2/3") == (2, 3)
+    for bad in ("0/2", "3/2", "1", "a/b", "1/0"):
+        with pytest.raises(ValueError):
+            evaluate.parse_part(bad)
+    for count in (0, 1, 7, 300):
+        masks = [evaluate.part_mask(count, (i, 3)) for i in (1, 2, 3)]
+        assert np.array_equal(np.sum(masks, axis=0), np.ones(count, int))
+        for m in masks:
+            kept = np.flatnonzero(m)
+            assert len(kept) == 0 or np.array_equal(kept, np.arange(kept[0], kept[-1] + 1))
+    assert np.flatnonzero(evaluate.part_mask(300, (1, 2))).tolist() == list(range(150))
+    assert evaluate.part_mask(5, None).all()
+
+
+def test_eval_command_part(tmp_path, monkeypatch, capsys):
+    """--part 2/2 scores only the second half of the sorted images; a bad --part is a configuration error."""
+    import scipy.io
+
+    from headpose_ros.estimator.errors import ConfigError
+    from tools_fakes import make_model_file, register_fake_backends
+
+    register_fake_backends(monkeypatch)
+    weights = make_model_file(tmp_path / "model")
+    data = tmp_path / "aflw"
+    data.mkdir()
+    for i in range(4):
+        write_png(data / f"image{i:05d}.jpg", 255)
+        scipy.io.savemat(str(data / f"image{i:05d}.mat"), {"Pose_Para": np.array([[0.0, 0.1 * i, 0, 0, 0, 0, 1]])})
+    parser = argparse.ArgumentParser()
+    evaluate.register(parser.add_subparsers())
+    common = ["eval", "--format", "aflw2000", str(data), "--detector", "bright", "--keypoints", "layout",
+              "--model", str(weights), "--device", "cpu", "--per-sample", str(tmp_path / "p.csv")]
+    args = parser.parse_args(common + ["--part", "2/2", "--json", str(tmp_path / "m.json")])
+    assert args.func(args) == 0
+    out = json.loads((tmp_path / "m.json").read_text())
+    assert out["n"] == 2 and out["part"] == "2/2"
+    names = [row.split(",")[0] for row in (tmp_path / "p.csv").read_text().splitlines()[1:]]
+    assert names == ["image00002.jpg", "image00003.jpg"]
+    with pytest.raises(ConfigError):
+        bad = parser.parse_args(common + ["--part", "3/2"])
+        bad.func(bad)

@@ -167,7 +167,10 @@ class FaceQuality:
             extent = float(np.max(points.max(0) - points.min(0)))
             widths.append(extent * (1.0 if dense else 1.3))
             sizes.append(max(extent * (1.0 if dense else 1.3), 1e-6))
-            found.append(xy[[NOSE, RIGHT_EYE, LEFT_EYE]])
+            # the mesh's own nose and eyes where there is a mesh (the face_mesh source may move its keypoints:
+            # nose_raise), so that the check compares like with like
+            found.append(np.stack([points[list(idx)].mean(0) for idx in _NOSE_EYES]) if len(points) >= 468
+                         else xy[[NOSE, RIGHT_EYE, LEFT_EYE]])
         points, presence = self._run(image_bgr, transforms, [False, True] * len(faces))
         out = []
         for i, size in enumerate(sizes):

@@ -30,7 +30,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from ..estimator import geometry
-from ..estimator.errors import HeadPoseError
+from ..estimator.errors import ConfigError, HeadPoseError
 from ..estimator.types import FaceResult
 from .common import add_config_arguments, config_from_args, progress, write_json
 from .datasets import FORMATS, Dataset, heatmaps_to_float, load_dataset, within_range
@@ -210,9 +210,40 @@ def write_per_sample(path: str, preds: Sequence[Prediction]) -> None:
             writer.writerow([p.name, p.sequence or "", *(f"{v:.3f}" for v in p.gt), *pred, p.faces_found, p.note])
 
 
+def parse_part(text: Optional[str]) -> Optional[tuple[int, int]]:
+    """``"I/N"`` -> (I, N) with 1 <= I <= N; None for None. Raises ValueError otherwise."""
+    if text is None:
+        return None
+    index, sep, count = str(text).partition("/")
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        raise ValueError(f"--part takes I/N (e.g. 1/2), not {text!r}") from None
+    if not sep or n < 1 or not 1 <= i <= n:
+        raise ValueError(f"--part takes I/N with 1 <= I <= N, not {text!r}")
+    return i, n
+
+
+def part_mask(count: int, part: Optional[tuple[int, int]]) -> np.ndarray:
+    """Which of ``count`` sorted samples fall in the I-th of N contiguous, near-equal parts (all when None)."""
+    if part is None:
+        return np.ones(count, dtype=bool)
+    i, n = part
+    edges = np.linspace(0, count, n + 1).round().astype(int)
+    mask = np.zeros(count, dtype=bool)
+    mask[edges[i - 1]:edges[i]] = True
+    return mask
+
+
 def run(args: argparse.Namespace) -> int:
     """The ``eval`` command."""
+    try:
+        part = parse_part(getattr(args, "part", None))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     dataset = load_dataset(args.format, args.path, limit=args.limit, sequences=args.sequences)
+    if part is not None:
+        dataset = dataset.subset(part_mask(len(dataset), part))
     base = {"model": "openpose", "keypoints": "openpose"} if args.format == "openpose-npz" else {}
     config = config_from_args(args, base)
     in_range = within_range(dataset.ypr, args.max_angle) if len(dataset) else np.zeros(0, bool)
@@ -221,6 +252,7 @@ def run(args: argparse.Namespace) -> int:
     skipped = dataset.skipped_counts()
     print(f"eval {args.format} {dataset.path}: {dataset.total_found} labelled, {len(dataset)} loaded"
           + (f" (limit {args.limit})" if args.limit is not None else "")
+          + (f" (part {part[0]}/{part[1]}: {len(dataset)})" if part is not None else "")
           + (f", skipped {sum(skipped.values())} ({', '.join(f'{v} {k}' for k, v in skipped.items())})"
              if skipped else "")
           + f", {len(excluded)} outside +-{args.max_angle:g} deg not run", file=sys.stderr)
@@ -249,6 +281,7 @@ def run(args: argparse.Namespace) -> int:
                         args.max_angle)
     summary = {"format": args.format, "path": str(dataset.path), "max_abs_deg": args.max_angle,
                "labelled": dataset.total_found, "loaded": len(dataset), "limit": args.limit,
+               "part": f"{part[0]}/{part[1]}" if part is not None else None,
                "sequences": sorted({s.sequence for s in dataset.samples if s.sequence}) or None,
                "skipped_files": skipped, **summary, "config": config.to_dict(), "pipeline": described}
     print(format_summary(summary))
@@ -276,6 +309,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--limit", type=int, metavar="N", help="evaluate N samples spread evenly over the set")
     parser.add_argument("--sequences", nargs="+", metavar="SS",
                         help="BIWI only: keep these sequences (e.g. 09 10 11 12, 09,10 or 13-24)")
+    parser.add_argument("--part", metavar="I/N",
+                        help="keep the I-th of N contiguous parts of the sorted samples (after --sequences and "
+                        "--limit), e.g. 1/2 for the first half of AFLW2000's images by index: a tuning part and "
+                        "a validation part")
     parser.add_argument("--max-angle", type=float, default=99.0,
                         help="score samples whose three angles are within +-this many degrees (default 99)")
     parser.add_argument("--pad", type=float, default=0.0,
