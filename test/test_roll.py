@@ -122,3 +122,18 @@ def test_mirroring_flips_yaw_and_roll(estimator):
     mirrored = _face_near(estimator.process(img), np.array([img.shape[1] - FACE[0], FACE[1]])).pose
     assert abs(mirrored.yaw + pose.yaw) < 4.0 and abs(mirrored.roll + pose.roll) < 4.0
     assert abs(mirrored.pitch - pose.pitch) < 4.0
+
+
+def test_quarter_turns_are_searched_only_when_the_face_mesh_doubts(estimator, monkeypatch):
+    """``turns: on_doubt`` (the default): an upright face costs no quarter-turn passes; a face rolled 90 deg, which
+    the upright models misread, makes the pipeline ask the detector for them, and its roll comes out right."""
+    calls = []
+    detector = estimator.detector
+    monkeypatch.setattr(detector, "detect_more",
+                        lambda img, found, _m=detector.detect_more: calls.append(len(found)) or _m(img, found))
+    img, centre, up = _upright(estimator, False)
+    assert calls == []
+    turned, m = _turned(img, 90)
+    face = _face_near(estimator.process(turned), m @ np.append(centre, 1.0))
+    assert len(calls) == 1 and face is not None
+    assert abs(g.wrap_deg(face.pose.roll - up[2] - 90)) < MAX_ERROR_DEG

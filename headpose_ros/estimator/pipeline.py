@@ -25,6 +25,8 @@ LOG = logging.getLogger(__name__)
 STAGES = ("detect", "keypoints", "regress", "total")
 #: Box overlap above which a face detected in video mode is the followed face there (no second quality check).
 FOLLOWED_IOU = 0.5
+#: Eye-line tilt (degrees) beyond which the keypoint stage doubts a detector's upright reading (``detect_more``).
+DOUBT_TILT_DEG = 40.0
 
 
 def build_stages(config: EstimatorConfig) -> tuple[FaceDetector, KeypointSource]:
@@ -125,6 +127,14 @@ class HeadPoseEstimator:
             t1 = time.perf_counter()
             located = self.keypoint_source.locate(img, boxes) if boxes else []
             pairs = self._check_faces(img, [(b, k) for b, k in zip(boxes, located) if k is not None], followed)
+            more = getattr(self.detector, "detect_more", None)
+            if not periodic and callable(more) and self._doubtful(located, pairs):
+                wider = more(img, found)  # e.g. BlazeFace's turned passes (turns: on_doubt)
+                if wider is not None:
+                    boxes = self._select(wider, width, height)
+                    located = self.keypoint_source.locate(img, boxes) if boxes else []
+                    pairs = self._check_faces(img, [(b, k) for b, k in zip(boxes, located) if k is not None],
+                                              followed)
             if video:  # only faces that passed the quality check are followed
                 self.video.detected([k.landmarks for _, k in pairs], [b for b, _ in pairs])
         else:
@@ -159,6 +169,17 @@ class HeadPoseEstimator:
         ms = lambda a, b: round((b - a) * 1000.0, 3)  # noqa: E731
         stages = {"detect": ms(t0, t1), "keypoints": ms(t1, t2), "regress": ms(t2, t3), "total": ms(t0, t3)}
         return FrameResult(faces=faces, image_size=(width, height), stages_ms=stages)
+
+    @staticmethod
+    def _doubtful(located: list, pairs: list) -> bool:
+        """Whether the keypoint stage doubts what the detector found: no face passed, a found box held no face
+        (keypoint source or quality check), or a face's eye line is tilted beyond ``DOUBT_TILT_DEG`` (an upright
+        detector misreads faces rolled that far)."""
+        if not pairs or len(pairs) < len(located):
+            return True
+        xy = np.stack([k.keypoints.xy for _, k in pairs])
+        d = xy[:, LEFT_EYE] - xy[:, RIGHT_EYE]
+        return bool(np.any(np.abs(np.degrees(np.arctan2(d[:, 1], d[:, 0]))) > DOUBT_TILT_DEG))
 
     def _check_faces(self, img: np.ndarray, pairs: list, followed: list[FaceBox]) -> list:
         """``pairs`` (box, keypoints) without the faces whose quality is below ``min_face_quality``; the check

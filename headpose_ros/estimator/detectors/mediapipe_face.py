@@ -22,7 +22,7 @@ import importlib.util
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import cv2
 import numpy as np
@@ -201,11 +201,17 @@ class MediaPipeFaceDetector:
     BlazeFace finds faces rolled up to about +-45 deg (weakly, with misplaced keypoints, beyond). ``turns`` says
     when the ``turn_models`` (default ``full``: its keypoints follow a face's roll, the short-range model's barely
     do, and the short-range model in turned images added false faces) also look at the image turned by a quarter,
-    a half and three quarters of a turn (tflite runtime only): ``1`` never, ``4`` (the default) always, ``auto``
-    only when the upright pass found no face, a face scoring below ``turn_below`` or one whose eye line is tilted
-    beyond 30 deg (cheaper, but a confident upright face, true or false, then hides a rolled one). A face found in
-    a turned image counts only if it scores at least ``turn_min_score`` (the turned passes are a search for what
-    the upright one cannot see: they are held to a higher score, so as not to multiply false faces) and its eyes
+    a half and three quarters of a turn (tflite runtime only): ``1`` never, ``4`` always, ``on_doubt`` (the
+    default) upside down always and at a quarter turn either way when the face mesh doubts the result
+    (:meth:`detect_more`, which the pipeline calls when no face passed, a found box held no face, or a face's eye
+    line is tilted beyond 40 deg: the same poses as ``4`` on the development sets, the roll tests and the
+    non-face scenes, at two full-range passes instead of four for upright faces; but a confident upright face then
+    hides a rolled one in the same single image: video mode still searches every turn, one per periodic
+    detection), ``auto`` only when the upright pass found no face, a face scoring below ``turn_below`` or one
+    whose eye line is tilted beyond 30 deg (it misses faces rolled 90 deg that the upright model misreads). A
+    face found in a turned image counts only if it scores at least ``turn_min_score`` (the turned passes are a
+    search for what the upright one cannot see: they are held to a higher score, so as not to multiply false
+    faces) and its eyes
     say it is rolled within 60 deg of that turn (a detection at the edge of a turn's range has misplaced
     keypoints). It replaces the upright detections of the same face only when it outscores them, by
     ``turn_margin`` for a quarter turn (turned detections of profile faces otherwise won and cost accuracy on the
@@ -216,8 +222,8 @@ class MediaPipeFaceDetector:
     """
 
     def __init__(self, models: str = "both", min_score: float = 0.3, nms_iou: float = 0.3, runtime: str = "tflite",
-                 num_threads: int = 1, turns: "int | str" = 4, turn_below: float = 0.7, turn_models: str = "full",
-                 turn_min_score: float = 0.7, turn_margin: float = 0.1):
+                 num_threads: int = 1, turns: "int | str" = "on_doubt", turn_below: float = 0.7,
+                 turn_models: str = "full", turn_min_score: float = 0.7, turn_margin: float = 0.1):
         names = ["short", "full"] if models == "both" else [models]
         if any(n not in _MODEL_SELECTION for n in names):
             raise ConfigError(f"mediapipe detector models must be short, full or both, not {models!r}")
@@ -225,8 +231,8 @@ class MediaPipeFaceDetector:
             raise ConfigError("mediapipe detector min_score and nms_iou must lie in [0, 1]")
         if runtime not in ("tflite", "graph"):
             raise ConfigError(f"mediapipe detector runtime must be tflite or graph, not {runtime!r}")
-        if turns not in (1, 4, "auto"):
-            raise ConfigError(f"mediapipe detector turns must be 1, 4 or auto, not {turns!r}")
+        if turns not in (1, 4, "auto", "on_doubt"):
+            raise ConfigError(f"mediapipe detector turns must be 1, 4, auto or on_doubt, not {turns!r}")
         self.nms_iou, self.runtime, self.turn_below = float(nms_iou), runtime, float(turn_below)
         self.turn_min_score, self.turn_margin = float(turn_min_score), float(turn_margin)
         self.turns = 1 if runtime == "graph" else turns
@@ -291,17 +297,33 @@ class MediaPipeFaceDetector:
 
     def detect_stream(self, image_bgr: np.ndarray, step: int) -> list[FaceBox]:
         """A stream's periodic search while its faces are followed (video mode): as :meth:`detect`, but with
-        ``turns: 4`` only one quarter turn is searched besides the upright image, turn ``step % 3 + 1``, so that
-        three consecutive steps search all of them."""
-        if self.runtime == "graph" or self.turns != 4:
+        ``turns: 4`` or ``on_doubt`` only one turn is searched besides the upright image, turn ``step % 3 + 1``
+        (quarter turns), so that three consecutive steps search all of them."""
+        if self.runtime == "graph" or self.turns not in (4, "on_doubt"):
             return self.detect(image_bgr)
-        return self._search(image_bgr, (step % 3 + 1,))
+        upright = non_max_suppression(self._turned(image_bgr, 0), self.nms_iou)
+        return self._merge_turns(image_bgr, upright, (step % 3 + 1,))
+
+    def detect_more(self, image_bgr: np.ndarray, found: Sequence[FaceBox]) -> Optional[list[FaceBox]]:
+        """With ``turns: on_doubt``, the search :meth:`detect` left out: ``found`` (its result) merged with the
+        passes on the image turned by a quarter and three quarters of a turn; the pipeline asks for it when the
+        face mesh doubts what ``detect`` found. None otherwise (nothing more to search)."""
+        if self.runtime == "graph" or self.turns != "on_doubt":
+            return None
+        return self._merge_turns(image_bgr, list(found), (1, 3))
 
     def _search(self, image_bgr: np.ndarray, quarter_turns: Sequence[int]) -> list[FaceBox]:
         """The upright pass, then (as ``turns`` says) the passes on the image turned by ``quarter_turns``."""
         upright = non_max_suppression(self._turned(image_bgr, 0), self.nms_iou)
+        if self.turns == "on_doubt":  # upright and upside down; the quarter turns in detect_more
+            return self._merge_turns(image_bgr, upright, (2,))
         if not (self.turns == 4 or (self.turns == "auto" and self._doubtful(upright))):
             return upright
+        return self._merge_turns(image_bgr, upright, quarter_turns)
+
+    def _merge_turns(self, image_bgr: np.ndarray, upright: list[FaceBox], quarter_turns: Sequence[int]
+                     ) -> list[FaceBox]:
+        """``upright`` detections merged with those of the image turned by ``quarter_turns``."""
         found = {turn: self._turned(image_bgr, turn) for turn in quarter_turns}
         upside_down = {id(b) for b in found.get(2, [])}
         turned = non_max_suppression([b for boxes in found.values() for b in boxes], self.nms_iou)
