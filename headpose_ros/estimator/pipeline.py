@@ -123,18 +123,13 @@ class HeadPoseEstimator:
                 self.video.periodic_detections += 1
             else:
                 found = self.detector.detect(img)
-            boxes = self._select(found, width, height)
             t1 = time.perf_counter()
-            located = self.keypoint_source.locate(img, boxes) if boxes else []
-            pairs = self._check_faces(img, [(b, k) for b, k in zip(boxes, located) if k is not None], followed)
+            located, pairs = self._faces(img, found, followed)
             more = getattr(self.detector, "detect_more", None)
             if not periodic and callable(more) and self._doubtful(located, pairs):
-                wider = more(img, found)  # e.g. BlazeFace's turned passes (turns: on_doubt)
+                wider = more(img, found)  # e.g. BlazeFace's turned passes (turns: on_doubt); timed as keypoints
                 if wider is not None:
-                    boxes = self._select(wider, width, height)
-                    located = self.keypoint_source.locate(img, boxes) if boxes else []
-                    pairs = self._check_faces(img, [(b, k) for b, k in zip(boxes, located) if k is not None],
-                                              followed)
+                    located, pairs = self._faces(img, wider, followed)
             if video:  # only faces that passed the quality check are followed
                 self.video.detected([k.landmarks for _, k in pairs], [b for b, _ in pairs])
         else:
@@ -169,6 +164,14 @@ class HeadPoseEstimator:
         ms = lambda a, b: round((b - a) * 1000.0, 3)  # noqa: E731
         stages = {"detect": ms(t0, t1), "keypoints": ms(t1, t2), "regress": ms(t2, t3), "total": ms(t0, t3)}
         return FrameResult(faces=faces, image_size=(width, height), stages_ms=stages)
+
+    def _faces(self, img: np.ndarray, found: list[FaceBox], followed: list[FaceBox]) -> tuple[list, list]:
+        """The keypoint source's result for each selected detector box (None where it saw no face) and the
+        (box, keypoints) pairs that passed the quality check."""
+        height, width = img.shape[:2]
+        boxes = self._select(found, width, height)
+        located = self.keypoint_source.locate(img, boxes) if boxes else []
+        return located, self._check_faces(img, [(b, k) for b, k in zip(boxes, located) if k is not None], followed)
 
     @staticmethod
     def _doubtful(located: list, pairs: list) -> bool:
