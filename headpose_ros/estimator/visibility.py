@@ -8,7 +8,7 @@ z back); an ear is fully seen while the angle of its normal to the direction tow
 ``SEEN_DEG`` and hidden beyond ``HIDDEN_DEG``, in between its confidence ramps down linearly. With the head
 model's ear normals, yaw alone reaches those angles at 40 and 55 degrees of *predicted* yaw: the regressor
 under-estimates profiles (a face mesh cannot represent them), so that the far ear of a head truly turned
-more than 60 degrees gets confidence 0 (below any ``keypoint_threshold``) in 82-90 % of the development
+more than 60 degrees gets confidence 0 (below any ``keypoint_threshold``) in 82-87 % of the development
 profiles and no ear of a face turned less than 30 degrees does (README). The near ear keeps its confidence.
 Nose and eyes are not hidden by yaw up to 90 degrees in this model and keep their confidence.
 
