@@ -190,6 +190,13 @@ def ypr_from_rotations(r_c_h: np.ndarray) -> np.ndarray:
     return np.stack([a[:, 1], -a[:, 0], a[:, 2]], axis=1)
 
 
+def eye_angle(right: np.ndarray, left: np.ndarray) -> np.ndarray:
+    """Angle (radians, clockwise on screen) of the line from the subject's right eye to the left one; eyes are
+    (..., 2) image pixels. 0 for level eyes; the face's in-plane roll as the image shows it."""
+    d = np.asarray(left, dtype=np.float64) - np.asarray(right, dtype=np.float64)
+    return np.arctan2(d[..., 1], d[..., 0])
+
+
 def heatmap_frame_rotation_deg(to_heatmap: np.ndarray) -> np.ndarray:
     """How far (degrees, clockwise on screen) a 2x3 image-to-heatmap affine turns the image, for (..., 2, 3).
 

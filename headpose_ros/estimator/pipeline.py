@@ -17,7 +17,7 @@ from .keypoints import KEYPOINT_SOURCES, KeypointSource
 from .regressor import HeadPoseRegressor
 from .types import (HEATMAP_SIZE, LEFT_EYE, NUM_KEYPOINTS, RIGHT_EYE, CameraIntrinsics, FaceBox, FaceKeypoints,
                     FaceResult, FrameResult, HeadPose)
-from .video import VideoState, box_of
+from .video import VideoState
 from .visibility import keypoint_visibilities
 
 LOG = logging.getLogger(__name__)
@@ -91,8 +91,7 @@ class HeadPoseEstimator:
             return None
         state.tracked(list(points))
         height, width = img.shape[:2]
-        boxes = [box_of(p, s, width, height, r) for p, s, r in zip(points, state.scores, state.relations)]
-        return boxes, source.keypoints_from_mesh(points, presence)
+        return state.followed_boxes(width, height), source.keypoints_from_mesh(points, presence)
 
     def process(self, image: np.ndarray, intrinsics: Optional[CameraIntrinsics] = None,
                 channel_order: str = "bgr", video: bool = False) -> FrameResult:
@@ -181,8 +180,7 @@ class HeadPoseEstimator:
         if not pairs or len(pairs) < len(located):
             return True
         xy = np.stack([k.keypoints.xy for _, k in pairs])
-        d = xy[:, LEFT_EYE] - xy[:, RIGHT_EYE]
-        return bool(np.any(np.abs(np.degrees(np.arctan2(d[:, 1], d[:, 0]))) > DOUBT_TILT_DEG))
+        return bool(np.any(np.abs(np.degrees(geometry.eye_angle(xy[:, RIGHT_EYE], xy[:, LEFT_EYE]))) > DOUBT_TILT_DEG))
 
     def _check_faces(self, img: np.ndarray, pairs: list, followed: list[FaceBox]) -> list:
         """``pairs`` (box, keypoints) without the faces whose quality is below ``min_face_quality``; the check

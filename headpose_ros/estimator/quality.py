@@ -76,7 +76,6 @@ SCORE_CAP = 0.8
 SMALL_FACE_PX = 80.0
 #: Mesh landmark indices averaged into nose tip, right eye and left eye (as the face_mesh source does).
 _NOSE_EYES = ((1,), (33, 133, 159, 145), (362, 263, 386, 374))
-_INPUT = 192
 #: Side of the check's crop relative to the extent of the dense landmarks (or of the five keypoints).
 CROP_SCALE_LANDMARKS = 1.5
 CROP_SCALE_KEYPOINTS = 2.2
@@ -92,20 +91,6 @@ class FaceEvidence:
     score: float
     quality: float
     profile: float = 1.0
-
-
-def _levelled_crop(points: np.ndarray, right_eye: np.ndarray, left_eye: np.ndarray, scale: float) -> np.ndarray:
-    """2x3 affine image -> 192-px crop levelled on the eyes, around ``points``, of ``scale`` x their extent."""
-    angle = math.atan2(left_eye[1] - right_eye[1], left_eye[0] - right_eye[0])
-    c, s = math.cos(angle), math.sin(angle)
-    along = points @ np.array([[c, -s], [s, c]])
-    lo, hi = along.min(0), along.max(0)
-    centre = np.array([[c, s], [-s, c]]).T @ (0.5 * (lo + hi))
-    side = max(scale * float(np.max(hi - lo)), 1e-6)
-    k = _INPUT / side
-    cc, ss = c * k, s * k
-    return np.array([[cc, ss, _INPUT / 2 - cc * centre[0] - ss * centre[1]],
-                     [-ss, cc, _INPUT / 2 + ss * centre[0] - cc * centre[1]]])
 
 
 def profile_of(xy: np.ndarray) -> float:
@@ -154,6 +139,8 @@ class FaceQuality:
                  scores: Sequence[float]) -> list[FaceEvidence]:
         """One :class:`FaceEvidence` per face (keypoints in image pixels of ``image_bgr``, 8-bit BGR) and its
         detector score in [0, 1]."""
+        from .keypoints.face_mesh import levelled_transform
+
         if not faces:
             return []
         transforms, sizes, found, widths = [], [], [], []
@@ -161,8 +148,8 @@ class FaceQuality:
             xy = face.keypoints.xy
             dense = face.landmarks is not None and len(face.landmarks) >= 3
             points = np.asarray(face.landmarks if dense else xy, dtype=np.float64)
-            m = _levelled_crop(points, xy[RIGHT_EYE], xy[LEFT_EYE],
-                               CROP_SCALE_LANDMARKS if dense else CROP_SCALE_KEYPOINTS)
+            m = levelled_transform(points, xy[RIGHT_EYE], xy[LEFT_EYE],
+                                   CROP_SCALE_LANDMARKS if dense else CROP_SCALE_KEYPOINTS)
             transforms += [m, m]
             extent = float(np.max(points.max(0) - points.min(0)))
             widths.append(extent * (1.0 if dense else 1.3))

@@ -36,6 +36,7 @@ from typing import Any, Iterable, Optional, Protocol, Sequence
 
 import numpy as np
 
+from ..estimator import geometry
 from ..estimator.keypoints.face_mesh import LANDMARKS as MESH_KEYPOINT_LANDMARKS
 from ..estimator.types import LEFT_EAR, LEFT_EYE, NOSE, RIGHT_EAR, RIGHT_EYE, FaceBox, FaceResult
 from . import frames
@@ -218,7 +219,7 @@ def eye_angle(face: FaceResult, threshold: float = 0.3) -> Optional[float]:
     dx, dy = kp.xy[LEFT_EYE] - kp.xy[RIGHT_EYE]
     if not (math.isfinite(dx) and math.isfinite(dy)) or dx == dy == 0:
         return None
-    return math.atan2(dy, dx)
+    return float(geometry.eye_angle(kp.xy[RIGHT_EYE], kp.xy[LEFT_EYE]))
 
 
 def cropped_face(image_bgr: np.ndarray, face: FaceResult, size: tuple[int, int] = DEFAULT_FACE_SIZE) -> np.ndarray:

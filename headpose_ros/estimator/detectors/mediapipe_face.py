@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from ..errors import BackendUnavailableError, ConfigError
+from ..geometry import eye_angle
 from ..images import rgb_float
 from ..tflite import load_interpreter
 from ..types import FaceBox
@@ -119,7 +120,7 @@ def non_max_suppression(boxes: Sequence[FaceBox], iou_threshold: float) -> list[
 
 def eye_tilt_deg(keypoints: np.ndarray) -> float:
     """Tilt (degrees, clockwise on screen, in (-180, 180]) of the line from a detection's right eye to its left."""
-    return math.degrees(math.atan2(keypoints[1, 1] - keypoints[0, 1], keypoints[1, 0] - keypoints[0, 0]))
+    return math.degrees(float(eye_angle(keypoints[0], keypoints[1])))
 
 
 def quarter_turn(width: int, height: int, turns: int) -> np.ndarray:
@@ -293,7 +294,7 @@ class MediaPipeFaceDetector:
             rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
             boxes = [b for detector in self._detectors for b in self._graph_detect(detector, rgb)]
             return non_max_suppression(boxes, self.nms_iou)
-        return self._search(image_bgr, (1, 2, 3))
+        return self._search(image_bgr)
 
     def detect_stream(self, image_bgr: np.ndarray, step: int) -> list[FaceBox]:
         """A stream's periodic search while its faces are followed (video mode): as :meth:`detect`, but with
@@ -301,8 +302,7 @@ class MediaPipeFaceDetector:
         (quarter turns), so that three consecutive steps search all of them."""
         if self.runtime == "graph" or self.turns not in (4, "on_doubt"):
             return self.detect(image_bgr)
-        upright = non_max_suppression(self._turned(image_bgr, 0), self.nms_iou)
-        return self._merge_turns(image_bgr, upright, (step % 3 + 1,))
+        return self._merge_turns(image_bgr, self._upright(image_bgr), (step % 3 + 1,))
 
     def detect_more(self, image_bgr: np.ndarray, found: Sequence[FaceBox]) -> Optional[list[FaceBox]]:
         """With ``turns: on_doubt``, the search :meth:`detect` left out: ``found`` (its result) merged with the
@@ -312,14 +312,18 @@ class MediaPipeFaceDetector:
             return None
         return self._merge_turns(image_bgr, list(found), (1, 3))
 
-    def _search(self, image_bgr: np.ndarray, quarter_turns: Sequence[int]) -> list[FaceBox]:
-        """The upright pass, then (as ``turns`` says) the passes on the image turned by ``quarter_turns``."""
-        upright = non_max_suppression(self._turned(image_bgr, 0), self.nms_iou)
+    def _upright(self, image_bgr: np.ndarray) -> list[FaceBox]:
+        """Every model's detections in the image as it is, merged by non-maximum suppression."""
+        return non_max_suppression(self._turned(image_bgr, 0), self.nms_iou)
+
+    def _search(self, image_bgr: np.ndarray) -> list[FaceBox]:
+        """The upright pass, then as ``turns`` says the passes on the image turned by quarter turns."""
+        upright = self._upright(image_bgr)
         if self.turns == "on_doubt":  # upright and upside down; the quarter turns in detect_more
             return self._merge_turns(image_bgr, upright, (2,))
         if not (self.turns == 4 or (self.turns == "auto" and self._doubtful(upright))):
             return upright
-        return self._merge_turns(image_bgr, upright, quarter_turns)
+        return self._merge_turns(image_bgr, upright, (1, 2, 3))
 
     def _merge_turns(self, image_bgr: np.ndarray, upright: list[FaceBox], quarter_turns: Sequence[int]
                      ) -> list[FaceBox]:

@@ -46,6 +46,7 @@ import cv2
 import numpy as np
 
 from ..errors import BackendUnavailableError, ConfigError
+from ..geometry import eye_angle
 from ..tflite import load_interpreter
 from ..heatmaps import keypoints_to_heatmaps
 from ..images import rgb_float
@@ -75,12 +76,6 @@ def bundled_model_path() -> Path:
     if not path.is_file():
         raise BackendUnavailableError(f"mediapipe is installed but {path} is missing; install mediapipe==0.10.21")
     return path
-
-
-def eye_angle(right: np.ndarray, left: np.ndarray) -> np.ndarray:
-    """Angle (radians, clockwise on screen) of the line from the subject's right eye to the left one; (...,2) px."""
-    d = np.asarray(left, dtype=np.float64) - np.asarray(right, dtype=np.float64)
-    return np.arctan2(d[..., 1], d[..., 0])
 
 
 def levelled_heatmaps(xy: np.ndarray, conf: np.ndarray, threshold: float,
@@ -124,6 +119,18 @@ def crop_transform(cx: float, cy: float, side: float, angle_rad: float, size: in
     s = size / max(side, 1e-6)
     c, n = math.cos(angle_rad) * s, math.sin(angle_rad) * s
     return np.array([[c, n, size / 2 - c * cx - n * cy], [-n, c, size / 2 + n * cx - c * cy]])
+
+
+def levelled_transform(points: np.ndarray, right_eye: np.ndarray, left_eye: np.ndarray, scale: float,
+                       size: int = INPUT_SIZE) -> np.ndarray:
+    """2x3 affine from image pixels to a ``size``-pixel crop levelled on the eyes (image pixels), centred on
+    ``points`` (M, 2) and ``scale`` times their extent along and across the eye line."""
+    angle = float(eye_angle(right_eye, left_eye))
+    c, s = math.cos(angle), math.sin(angle)
+    rotated = points @ np.array([[c, -s], [s, c]])  # coordinates along the eye line and across it
+    lo, hi = rotated.min(0), rotated.max(0)
+    centre = np.array([[c, s], [-s, c]]).T @ (0.5 * (lo + hi))
+    return crop_transform(centre[0], centre[1], scale * float(np.max(hi - lo)), angle, size)
 
 
 def _turned(transform: np.ndarray, degrees: float, size: int = INPUT_SIZE) -> np.ndarray:
@@ -205,13 +212,8 @@ class FaceMeshKeypoints:
 
     def _refined_transform(self, points: np.ndarray) -> np.ndarray:
         """The second pass's crop: rotated so that the eyes are level, around the first pass's landmarks."""
-        right, left = points[list(LANDMARKS[1])].mean(0), points[list(LANDMARKS[2])].mean(0)
-        angle = math.atan2(left[1] - right[1], left[0] - right[0])
-        c, s = math.cos(angle), math.sin(angle)
-        rotated = points @ np.array([[c, -s], [s, c]])  # coordinates along the eye line and across it
-        lo, hi = rotated.min(0), rotated.max(0)
-        centre = np.array([[c, s], [-s, c]]).T @ (0.5 * (lo + hi))
-        return crop_transform(centre[0], centre[1], self.crop_scale * float(np.max(hi - lo)), angle)
+        return levelled_transform(points, points[list(LANDMARKS[1])].mean(0), points[list(LANDMARKS[2])].mean(0),
+                                  self.crop_scale)
 
     def _first_transform(self, box: FaceBox) -> np.ndarray:
         """The crop of a detector's box: square, ``crop_scale`` times its longer side, turned by its eye keypoints
