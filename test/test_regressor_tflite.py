@@ -8,7 +8,7 @@ import pytest
 
 from headpose_ros.estimator.errors import ModelFileError
 from headpose_ros.estimator.heatmaps import keypoints_to_heatmaps
-from headpose_ros.estimator.regressor import MODELS_DIR, HeadPoseRegressor
+from headpose_ros.estimator.regressor import MODELS_DIR, HeadPoseRegressor, int8_pays
 from headpose_ros.tools.synth import PROFILES, generate
 
 
@@ -22,10 +22,25 @@ def test_shipped_tflite_matches_keras_within_a_hundredth_of_a_degree(name):
     tflite = HeadPoseRegressor(f"{name}.tflite", "cpu")
     keras = HeadPoseRegressor(str(MODELS_DIR / f"{name}.weights.h5"), "cpu")
     assert tflite.runtime == "tflite" and keras.runtime == "keras"
-    assert HeadPoseRegressor(name, "cpu").runtime == "tflite_int8"  # the CPU default (regressor.AUTO_INT8)
+    expected = "tflite_int8" if int8_pays() else "tflite"  # the CPU default follows the CPU's flags
+    assert HeadPoseRegressor(name, "cpu").runtime == expected
     maps = _heatmaps()
     for batch in (maps[:1], maps[:4], maps):  # batch sizes change the interpreter's tensors
         np.testing.assert_allclose(tflite.predict(batch), keras.predict(batch), atol=0.01, rtol=0)
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ("fpu sse2 avx avx2 fma", False),  # AVX2 only (the AMD EPYC where int8 measured slower than float)
+    ("fpu avx2 avx512f avx512bw avx512_vnni", True),
+    ("fp asimd evtstrm asimddp", True),  # 64-bit ARM with dot-product instructions
+    ("fp asimd evtstrm", False),
+])
+def test_int8_pays_follows_the_cpu_flags(tmp_path, flags, expected):
+    key = "Features" if "asimd" in flags else "flags"
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: test\n{key}\t\t: {flags}\n\nprocessor\t: 1\n")
+    assert int8_pays(str(cpuinfo)) is expected
+    assert int8_pays(str(tmp_path / "missing")) is False
 
 
 def test_tflite_path_forces_tflite_and_h5_path_forces_keras():
