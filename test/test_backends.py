@@ -651,3 +651,34 @@ def test_dlib_detectors_survive_tiny_images(cnn: Any, shape: tuple[int, ...]) ->
 def test_mediapipe_pose_survives_tiny_images_and_boxes(pose_source: Any, box: FaceBox) -> None:
     assert pose_source.locate(np.zeros((10, 10, 3), np.uint8), [box]) == [None]
     assert pose_source.locate(np.zeros((1, 1, 3), np.uint8), [box]) == [None]
+
+
+def test_cpu_threads_reaches_every_tflite_model_and_keeps_the_estimates(astronaut_bgr, monkeypatch):
+    """``cpu_threads`` opens every interpreter (detector, face mesh, quality check, regressor) with that many
+    threads, a backend's own ``num_threads`` option wins, and the angles do not depend on the thread count."""
+    import tensorflow as tf
+
+    from headpose_ros.estimator import EstimatorConfig, HeadPoseEstimator
+
+    opened: list[tuple[str, int]] = []
+    interpreter = tf.lite.Interpreter
+
+    def recording(model_path: str, num_threads: int = 1, **kwargs: Any) -> Any:
+        opened.append((Path(model_path).name, num_threads))
+        return interpreter(model_path=model_path, num_threads=num_threads, **kwargs)
+
+    monkeypatch.setattr(tf.lite, "Interpreter", recording)
+    poses = {}
+    for threads in (1, 2):
+        opened.clear()
+        estimator = HeadPoseEstimator(EstimatorConfig(cpu_threads=threads, detector_options={"num_threads": 1}))
+        faces = estimator.process(astronaut_bgr).faces
+        assert len(faces) == 1
+        poses[threads] = faces[0].pose.as_array()
+        names = {name for name, _ in opened}
+        assert {"face_detection_short_range.tflite", "face_detection_full_range_sparse.tflite",
+                "face_landmark.tflite"} <= names and any(n.startswith("default.") for n in names)
+        for name, count in opened:  # the detector keeps its own option; the others follow cpu_threads
+            assert count == (1 if name.startswith("face_detection") else threads), (name, count)
+        assert sum(name == "face_landmark.tflite" for name, _ in opened) == 2  # keypoints and quality check
+    np.testing.assert_allclose(poses[2], poses[1], atol=0.01)

@@ -43,6 +43,9 @@ class EstimatorConfig:
       fit the check.
     - ``hidden_keypoints``: ``True`` lowers the confidence of keypoints the face hides from the camera (the far
       ear of a turned head, :mod:`~headpose_ros.estimator.visibility`) below ``keypoint_threshold``.
+    - ``cpu_threads``: CPU threads of each TFLite model (detector, face mesh, quality check, regressor), 1-64.
+      More cut a frame's wall time where cores are idle and cost more CPU time per frame (see docs/speed.md);
+      a backend option ``num_threads`` overrides it for that backend. Keras (``device: gpu``) ignores it.
     """
 
     detector: str = "mediapipe"
@@ -57,6 +60,7 @@ class EstimatorConfig:
     min_face_px: int = 16
     min_face_quality: float = 0.45
     hidden_keypoints: bool = True
+    cpu_threads: int = 1
 
     def __post_init__(self) -> None:
         self.validate()
@@ -74,6 +78,9 @@ class EstimatorConfig:
         px = self.min_face_px
         if not isinstance(px, int) or isinstance(px, bool) or not 0 <= px <= 4096:
             raise ConfigError(f"min_face_px must be an integer in [0, 4096], not {self.min_face_px!r}")
+        threads = self.cpu_threads
+        if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= 64:
+            raise ConfigError(f"cpu_threads must be an integer in [1, 64], not {threads!r}")
         if not isinstance(self.hidden_keypoints, bool):
             raise ConfigError(f"hidden_keypoints must be true or false, not {self.hidden_keypoints!r}")
         for name in ("detector", "keypoints", "model"):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -14,6 +15,7 @@ from .detectors import DETECTORS, FaceDetector
 from .errors import ConfigError
 from .images import to_bgr8
 from .keypoints import KEYPOINT_SOURCES, KeypointSource
+from .registry import Registry
 from .regressor import HeadPoseRegressor
 from .types import (HEATMAP_SIZE, LEFT_EYE, NUM_KEYPOINTS, RIGHT_EYE, CameraIntrinsics, FaceBox, FaceKeypoints,
                     FaceResult, FrameResult, HeadPose)
@@ -29,10 +31,21 @@ FOLLOWED_IOU = 0.5
 DOUBT_TILT_DEG = 40.0
 
 
+def _with_threads(registry: Registry, name: str, options: dict[str, Any], threads: int) -> dict[str, Any]:
+    """``options`` plus ``num_threads=threads`` when backend ``name`` takes that option and it is not set."""
+    if "num_threads" in options or "num_threads" not in inspect.signature(registry.resolve(name)).parameters:
+        return dict(options)
+    return {**options, "num_threads": threads}
+
+
 def build_stages(config: EstimatorConfig) -> tuple[FaceDetector, KeypointSource]:
-    """The detector and keypoint source that ``config`` names, built with their options."""
-    detector = DETECTORS.create(config.detector, **config.detector_options)
-    return detector, KEYPOINT_SOURCES.create(config.keypoints, **config.keypoint_options)
+    """The detector and keypoint source that ``config`` names, built with their options (and its
+    ``cpu_threads`` where a backend takes ``num_threads``)."""
+    threads = config.cpu_threads
+    detector = DETECTORS.create(config.detector, **_with_threads(DETECTORS, config.detector,
+                                                                 config.detector_options, threads))
+    return detector, KEYPOINT_SOURCES.create(
+        config.keypoints, **_with_threads(KEYPOINT_SOURCES, config.keypoints, config.keypoint_options, threads))
 
 
 class HeadPoseEstimator:
@@ -52,7 +65,8 @@ class HeadPoseEstimator:
         #: Video mode's memory (see :mod:`headpose_ros.estimator.video`), used by ``process(..., video=True)``.
         self.video = VideoState(video_redetect_every, video_min_presence)
         self.config.validate()
-        self.regressor = regressor or HeadPoseRegressor(self.config.model, self.config.device)
+        cfg = self.config
+        self.regressor = regressor or HeadPoseRegressor(cfg.model, cfg.device, cfg.cpu_threads)
         if detector is None or keypoint_source is None:
             built = build_stages(self.config)
             detector, keypoint_source = detector or built[0], keypoint_source or built[1]
@@ -193,7 +207,7 @@ class HeadPoseEstimator:
         if self.quality is None:
             from .quality import FaceQuality
 
-            self.quality = FaceQuality()
+            self.quality = FaceQuality(num_threads=self.config.cpu_threads)
         scores = self.quality.assess(img, [pairs[i][1] for i in dense], [pairs[i][0].score for i in dense])
         rejected = {i for i, q in zip(dense, scores) if q < self.config.min_face_quality}
         return [p for i, p in enumerate(pairs) if i not in rejected]

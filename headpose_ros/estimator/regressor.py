@@ -203,7 +203,7 @@ def select_device(device: str) -> str:
 class HeadPoseRegressor:
     """Loads a model and maps heatmap batches to angles, through TFLite or one compiled Keras ``tf.function``."""
 
-    def __init__(self, model: str = "default", device: str = "auto"):
+    def __init__(self, model: str = "default", device: str = "auto", num_threads: int = 1):
         self.weights_path = resolve_model_path(model)
         if not self.weights_path.is_file():
             raise ModelFileError(f"weights file {self.weights_path} does not exist")
@@ -218,6 +218,7 @@ class HeadPoseRegressor:
             raise ModelFileError(f"weights file {self.weights_path} does not match the sha256 in its card "
                                  f"{card_path(self.weights_path).name} (corrupted or replaced)")
         self.device = select_device(device)
+        self.num_threads = int(num_threads)  # of the TFLite interpreter; Keras uses TensorFlow's own thread pools
         self.runtime = "keras"
         self._interp = None
         if model.endswith(".tflite") or (not model.endswith(".h5") and os.sep not in model
@@ -245,7 +246,7 @@ class HeadPoseRegressor:
                 raise ModelFileError(f"TFLite model: {problem}")
             LOG.info("regressor runs on Keras: %s", problem)
             return
-        self._interp = load_interpreter(path, "TFLite model", 1, error=ModelFileError)
+        self._interp = load_interpreter(path, "TFLite model", self.num_threads, error=ModelFileError)
         self._in = self._interp.get_input_details()[0]["index"]
         self._out = self._interp.get_output_details()[0]["index"]
         self._interp.resize_tensor_input(self._in, [1, HEATMAP_SIZE, HEATMAP_SIZE, NUM_KEYPOINTS])

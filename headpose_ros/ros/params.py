@@ -102,6 +102,9 @@ def _specs() -> tuple[ParamSpec, ...]:
         S("hidden_keypoints", bool, _est_default("hidden_keypoints"), "Give keypoints the head hides (the far ear "
           "beyond about 50 degrees of yaw) a confidence below keypoint_threshold.", runtime=True,
           estimator_field="hidden_keypoints"),
+        S("cpu_threads", int, _est_default("cpu_threads"), "CPU threads of each TFLite model (detector, face mesh, "
+          "quality check, regressor): more cut the latency where cores are idle, at more CPU time per frame.", 1, 64,
+          estimator_field="cpu_threads"),
         # --- input ---
         S("image_transport", str, "raw", "Subscribe to 'image' (sensor_msgs/Image, raw) or 'image/compressed' "
           "(sensor_msgs/CompressedImage, JPEG or PNG).", choices=("raw", "compressed")),

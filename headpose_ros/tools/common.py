@@ -81,6 +81,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, *, defaults_note: str 
                        help="a keypoint whose confidence is below C counts as missing (default 0.3)")
     group.add_argument("--max-faces", type=int, metavar="N",
                        help="process at most the N largest faces of each frame (default 16)")
+    group.add_argument("--cpu-threads", type=int, metavar="N",
+                       help="CPU threads of each TFLite model (default 1; more cut the wall time where cores are idle)")
     group.add_argument("--detector-option", action="append", default=[], metavar="KEY=VALUE",
                        help="a detector backend option (value parsed as YAML), repeatable, e.g. models=full")
     group.add_argument("--keypoint-option", action="append", default=[], metavar="KEY=VALUE",
@@ -135,7 +137,7 @@ def config_from_args(args: argparse.Namespace, base: Optional[Mapping[str, Any]]
         values.update(estimator_settings_from_yaml(args.config))
     flag_map = {"detector": "detector", "keypoints": "keypoints", "model": "model", "device": "device",
                 "min_face_score": "min_face_score", "keypoint_threshold": "keypoint_threshold",
-                "max_faces": "max_faces"}
+                "max_faces": "max_faces", "cpu_threads": "cpu_threads"}
     for attr, field_name in flag_map.items():
         value = getattr(args, attr, None)
         if value is not None:
