@@ -334,7 +334,7 @@ def format_report(results: dict[str, dict[str, Any]]) -> str:
             continue
         p = res.get("pipeline", {})
         lines.append(f"[{name}] detector={p.get('detector')} keypoints={p.get('keypoints')} device={p.get('device')} "
-                     f"model={p.get('model')}")
+                     f"model={p.get('model')} runtime={p.get('runtime')}")
         lines.append(f"  first frame {res['first_frame_ms']:.0f} ms (construction {res['construct_ms']:.0f} ms), "
                      f"peak RSS {res['peak_rss_mb']:.0f} MiB")
         lines.append(f"  {'faces':>5s} {'found':>11s} {'fps':>7s}  stage ms median / p95")
@@ -388,7 +388,8 @@ def run(args: argparse.Namespace) -> int:
             LOG.error("configuration %s: %s", name, exc)
             results[name] = {"error": str(exc), "config": config.to_dict()}
     print(f"bench: {args.frames} timed frames per face count at {FRAME_SIZE[0]}x{FRAME_SIZE[1]}, "
-          f"import of TensorFlow/mediapipe {import_ms:.0f} ms, {machine['cpus_usable']} usable CPUs, "
+          f"import of TensorFlow/mediapipe {import_ms:.0f} ms, {machine['cpus_usable']} usable CPUs "
+          f"({machine['cpu']}), "
           f"load average at start {machine['load_average_at_start']}")
     print(format_report(results))
     if args.json:

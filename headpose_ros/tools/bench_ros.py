@@ -250,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"bench-ros: {FRAME_SIZE[0]}x{FRAME_SIZE[1]} bgr8 frames with one face at {args.rate:g} Hz for "
           f"{args.seconds:g} s ({args.reliability}, {'video mode' if args.video else 'detection on every frame'}, "
           f"REP-155 topics {'on' if args.hri else 'off'}, executor {args.executor}), "
-          f"{machine['cpus_usable']} usable CPUs, load average at start "
+          f"{machine['cpus_usable']} usable CPUs ({machine['cpu']}), load average at start "
           f"{machine['load_average_at_start']}")
     print(format_report(est, node, floor, args.rate))
     if args.json:
