@@ -391,3 +391,13 @@ def test_vectorised_conversions_match_the_single_ones(pose_list, u, v):
         assert_angles_close(g.camera_pose_from_apparent(p, u, v, cam), HeadPose(*b), 1e-6)
         assert_angles_close(g.ypr_from_rotation(g.rotation_from_ypr(*p.as_array())),
                             HeadPose(*g.ypr_from_rotations(g.rotation_from_ypr(*p.as_array())[None])[0]), 1e-9)
+
+
+@given(poses, st.sampled_from(["head", "face"]))
+def test_quaternion_matches_scipy_and_has_w_positive(pose: HeadPose, frame: str) -> None:
+    """The plain-float composition is scipy's rotation (up to the quaternion's sign, fixed to w >= 0)."""
+    r = g.rotation_from_ypr(pose.yaw, pose.pitch, pose.roll) @ (g.R_HEAD_FACE if frame == "face" else np.eye(3))
+    expected = Rotation.from_matrix(r).as_quat()
+    q = g.quaternion_from_ypr(pose, frame)
+    assert q[3] >= 0
+    np.testing.assert_allclose(q, expected if np.dot(q, expected) > 0 else -expected, atol=1e-12)

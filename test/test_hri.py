@@ -312,12 +312,14 @@ def test_a_face_gets_its_topics_when_seen_and_loses_them_when_forgotten():
     assert topics.close() == [] and backend.live == {} and topics.publisher_count == 0
 
 
-def test_images_are_built_only_for_topics_someone_listens_to():
+def test_images_and_landmarks_are_built_only_for_topics_someone_listens_to():
     backend = FakeBackend(listening={"/humans/faces/abcde/cropped"})
     topics = hri.FaceTopics(RosbagsTypes(), backend)
     step = topics.update(frame([face_at(FaceBox(100, 100, 200, 200))], ["abcde"]))
-    assert step.published == ["/humans/faces/abcde/roi", "/humans/faces/abcde/landmarks",
-                              "/humans/faces/abcde/cropped", hri.TRACKED_TOPIC]
+    assert step.published == ["/humans/faces/abcde/roi", "/humans/faces/abcde/cropped", hri.TRACKED_TOPIC]
+    backend.listening = {"/humans/faces/abcde/landmarks"}
+    step = topics.update(frame([face_at(FaceBox(100, 100, 200, 200))], ["abcde"]))
+    assert step.published == ["/humans/faces/abcde/roi", "/humans/faces/abcde/landmarks", hri.TRACKED_TOPIC]
 
 
 def test_prefix_names_the_topics_and_a_change_moves_them():
