@@ -118,3 +118,14 @@ def test_spec_table_rows():
     rows = params.spec_table()
     assert len(rows) == len(SPECS)
     assert {"name", "type", "default", "range", "runtime", "description"} <= set(rows[0])
+
+
+def test_docs_parameter_table_lists_every_parameter_once():
+    """docs/ros.md's parameter table and the node's parameters do not drift apart."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "ros.md").read_text(encoding="utf-8")
+    section = text.split("\n## Parameters\n", 1)[1].split("\n## ", 1)[0]
+    names = re.findall(r"^\| `([^`]+)` \|", section, flags=re.MULTILINE)
+    assert sorted(names) == sorted(SPECS)
