@@ -7,10 +7,14 @@ does is **consistency**: on a face, the mesh finds the same nose and eyes in a c
 on something that is not a face, the mesh's guess depends on the crop, and its mirrored guess lands
 elsewhere.
 
-:class:`FaceQuality` re-runs MediaPipe's face mesh model (``face_landmark.tflite``, bundled in mediapipe, its
-own interpreter) on a crop levelled on the found eyes and on the mirror image of that crop (one crop per run),
-and measures how far the mirrored run's nose and eyes (swapped left/right, mapped back) lie from the ones
-found, in units of the face's size (the extent of the landmarks). Mirror consistency alone leaves an
+:class:`FaceQuality` runs MediaPipe's face mesh model (``face_landmark.tflite``, bundled in mediapipe, its
+own interpreter) on the mirror image of a crop levelled on the found eyes and measures how far the mirrored
+run's nose and eyes (swapped left/right, mapped back) lie from the ones found, in units of the face's size (the
+extent of the landmarks). Its presence is the larger of the mirrored run's and the level crop's; for the
+level crop it takes the keypoint source's own (``FaceKeypoints.presence``: the face_mesh source's last pass,
+whose crop the level one nearly repeats) where that is at least ``REUSE_PRESENCE``, and runs the level crop
+only below it (profiles, non-faces, small faces cropped loosely from the detector's box): one mesh run per
+face the mesh believes instead of two. Mirror consistency alone leaves an
 overlap (extreme profiles are less consistent), so the quality combines it with the mesh's presence score
 (high for frontal faces), the detector's score, capped at ``SCORE_CAP`` so that a confident detector alone
 cannot pass a non-face, and the **frontal doubt** (:func:`frontal_doubt`)::
@@ -39,8 +43,10 @@ pasted at 40-80 px into HD frames) from the rest.
 The weights were fitted (logistic regression, both classes weighted alike, :func:`headpose_ros.tools.
 false_faces.fit`) on the development sets' faces (AFLW2000 dev and every second BIWI dev crop: 1,301 faces,
 profiles included) against the candidates of generated non-face scenes (:func:`headpose_ros.tools.scenes.
-negative_scenes`, all kinds, seeds 0, 2, 10, 12, 14 and 16: 191 candidates on 1,312 frames), and the bias set
-so that the least face-like of those faces (AFLW2000 image00485, a profile) scores 0.64::
+negative_scenes`, all kinds, seeds 0, 2, 10, 12, 14 and 16: 186 candidates on 1,312 frames, with the
+detector's full roll search, as the pipeline runs it on frames where no face passed), with the reused
+presence, and the bias set so that the least face-like of those faces (AFLW2000 image00485, a profile)
+scores 0.64 (the command gives these weights within 0.03)::
 
     python -m headpose_ros.tools.false_faces --seeds 0 2 10 12 14 16 \
         --kinds astronaut skimage texture photo crops mosaic --positives aflw2000 DATA/aflw2000_dev \
@@ -48,15 +54,15 @@ so that the least face-like of those faces (AFLW2000 image00485, a profile) scor
 
 At the default threshold 0.45, on scenes not used to fit it (``python -m headpose_ros.tools.false_faces
 --seeds 1 3 6 4 5 11 13 15 17``, default kinds; ``--kinds photo crops mosaic`` for the others) it lets
-0.016 / 0 / 0 false faces per frame through on seeds 1 / 3 / 6 (before: 0.033 / 0.016 / 0.024), 4 of 902
-frames in all (before: 9, 6 of them from turned passes; now 1), and 4 of 902 frames of the new kinds (before:
-3): what still passes is what the mesh takes for a face (a mission patch, cat faces, presence 0.36-0.99). It
-drops none of the AFLW2000 and BIWI development faces (the other half of BIWI, not fitted on, included: the
-least face-like scores 0.80) nor of the small-face scenes of :mod:`headpose_ros.tools.small_faces`. The
-profile and the doubt cost about 30 us per face, next to the two face-mesh runs per face (14 ms here; about
-+30 % of a frame's time with one face). The pipeline drops a face whose quality is below
-``EstimatorConfig.min_face_quality`` (0.45 by default; 0 turns the check off). The check needs the face
-mesh's dense landmarks and passes faces from sources without them (it was fitted on the face mesh's).
+4 of 902 frames through (the previous weights with two mesh runs per face: 4) and 2 of 902 frames of the new
+kinds (previously 4; seed 5: 1 of 82, previously 2, the 40-px rocket now left out by the detector's
+``turn_min_px``): what still passes is what the mesh takes for a face (mission patches, a rocket, a retina
+turned a quarter, cat faces; presence 0.4-0.99). It drops none of the AFLW2000 and BIWI development faces (the
+other half of BIWI, not fitted on, included). The profile and the doubt cost about 30 us per face, next to
+the mesh run per face (two below ``REUSE_PRESENCE``; docs/speed.md has the time saved). The pipeline drops a
+face whose quality is below ``EstimatorConfig.min_face_quality`` (0.45 by default; 0 turns the check off).
+The check needs the face mesh's dense landmarks and passes faces from sources without them (it was fitted on
+the face mesh's).
 """
 
 from __future__ import annotations
@@ -70,12 +76,16 @@ import numpy as np
 from .types import LEFT_EAR, LEFT_EYE, NOSE, RIGHT_EAR, RIGHT_EYE, FaceKeypoints
 
 #: Weights of the quality's logistic model (see the module docstring).
-W_MIRROR, W_PRESENCE, W_SCORE, W_FRONTAL, BIAS = -2.66, 3.93, 24.05, -7.35, -25.05
+W_MIRROR, W_PRESENCE, W_SCORE, W_FRONTAL, BIAS = -1.98, 4.93, 28.61, -5.88, -26.88
 SCORE_CAP = 0.8
 #: Faces narrower than this (image pixels, extent of the landmarks) need the mesh's presence as well.
 SMALL_FACE_PX = 80.0
 #: Mesh landmark indices averaged into nose tip, right eye and left eye (as the face_mesh source does).
 _NOSE_EYES = ((1,), (33, 133, 159, 145), (362, 263, 386, 374))
+#: The keypoint source's presence (``FaceKeypoints.presence``) from which the check takes it instead of running the
+#: mesh on the level crop again; below it the level crop's own presence is needed (a small face's crop from the
+#: detector's box can score far lower than the level one: a 109-px BIWI crop, 0.22 against 0.93).
+REUSE_PRESENCE = 0.5
 #: Side of the check's crop relative to the extent of the dense landmarks (or of the five keypoints).
 CROP_SCALE_LANDMARKS = 1.5
 CROP_SCALE_KEYPOINTS = 2.2
@@ -86,7 +96,8 @@ class FaceEvidence:
     """What the check measured for one face: disagreements are fractions of the face's size, presence in [0, 1]."""
 
     mirror: float
-    repeat: float
+    #: the plain (unmirrored) run's disagreement; None where the source's presence was reused (no plain run)
+    repeat: Optional[float]
     presence: float
     score: float
     quality: float
@@ -138,19 +149,24 @@ class FaceQuality:
     def evidence(self, image_bgr: np.ndarray, faces: Sequence[FaceKeypoints],
                  scores: Sequence[float]) -> list[FaceEvidence]:
         """One :class:`FaceEvidence` per face (keypoints in image pixels of ``image_bgr``, 8-bit BGR) and its
-        detector score in [0, 1]."""
+        detector score in [0, 1]. A face that carries the mesh's presence on its landmarks' crop (the face_mesh
+        source's last pass, whose crop the levelled one nearly repeats) of at least ``REUSE_PRESENCE`` gets the
+        mirrored run only."""
         from .keypoints.face_mesh import levelled_transform
 
         if not faces:
             return []
-        transforms, sizes, found, widths = [], [], [], []
+        transforms, mirrored, sizes, found, widths, reused = [], [], [], [], [], []
         for face in faces:
             xy = face.keypoints.xy
             dense = face.landmarks is not None and len(face.landmarks) >= 3
             points = np.asarray(face.landmarks if dense else xy, dtype=np.float64)
             m = levelled_transform(points, xy[RIGHT_EYE], xy[LEFT_EYE],
                                    CROP_SCALE_LANDMARKS if dense else CROP_SCALE_KEYPOINTS)
-            transforms += [m, m]
+            reuse = face.presence is not None and face.presence >= REUSE_PRESENCE and len(points) >= 468
+            transforms += [m] if reuse else [m, m]
+            mirrored += [True] if reuse else [False, True]
+            reused.append(reuse)
             extent = float(np.max(points.max(0) - points.min(0)))
             widths.append(extent * (1.0 if dense else 1.3))
             sizes.append(max(extent * (1.0 if dense else 1.3), 1e-6))
@@ -158,14 +174,19 @@ class FaceQuality:
             # nose_raise), so that the check compares like with like
             found.append(np.stack([points[list(idx)].mean(0) for idx in _NOSE_EYES]) if len(points) >= 468
                          else xy[[NOSE, RIGHT_EYE, LEFT_EYE]])
-        points, presence = self._run(image_bgr, transforms, [False, True] * len(faces))
-        out = []
+        points, presence = self._run(image_bgr, transforms, mirrored)
+        out, run = [], 0  # run: index of the face's first mesh run
         for i, size in enumerate(sizes):
-            plain = np.stack([points[2 * i, list(idx)].mean(0) for idx in _NOSE_EYES])
-            flipped = np.stack([points[2 * i + 1, list(idx)].mean(0) for idx in _NOSE_EYES])[[0, 2, 1]]
+            flip = run if reused[i] else run + 1
+            flipped = np.stack([points[flip, list(idx)].mean(0) for idx in _NOSE_EYES])[[0, 2, 1]]
             mirror = float(np.linalg.norm(flipped - found[i], axis=1).mean() / size)
-            repeat = float(np.linalg.norm(plain - found[i], axis=1).mean() / size)
-            pres = float(presence[2 * i: 2 * i + 2].max())
+            if reused[i]:
+                repeat, pres = None, max(float(faces[i].presence), float(presence[flip]))
+            else:
+                plain = np.stack([points[run, list(idx)].mean(0) for idx in _NOSE_EYES])
+                repeat = float(np.linalg.norm(plain - found[i], axis=1).mean() / size)
+                pres = float(presence[run: run + 2].max())
+            run = flip + 1
             score = float(scores[i])
             profile = profile_of(faces[i].keypoints.xy)
             out.append(FaceEvidence(mirror, repeat, pres, score, quality_from(mirror, pres, score, widths[i], profile),

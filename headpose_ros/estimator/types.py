@@ -109,6 +109,9 @@ class FaceKeypoints:
     #: The source's dense landmarks, (M, 2) image pixels, when it has them (the face mesh: its 468 points in
     #: MediaPipe's order); None for sources that give only the five keypoints.
     landmarks: Optional[np.ndarray] = None
+    #: The face mesh's face-presence score in [0, 1] on the crop its ``landmarks`` came from (the source's last
+    #: pass); None for sources without one. The face-quality check reuses it instead of running that crop again.
+    presence: Optional[float] = None
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """False faces on frames without faces, and the face-quality check's evidence behind them.
 
 ``python -m headpose_ros.tools.false_faces --seeds 1 3 6`` runs the estimator's own detector, face selection
-and keypoint source on generated scenes without faces (:func:`headpose_ros.tools.scenes.negative_scenes`) and
-records, for every candidate face that reaches the face-quality check, where it came from and what the check
-measured:
+and keypoint source on generated scenes without faces (:func:`headpose_ros.tools.scenes.negative_scenes`), with
+the detector's wider search that the pipeline adds on a frame where no face passes (``detect_more``: with
+``turns: on_doubt``, the quarter turns; so every turn, as ``turns: 4``), and records, for every candidate face
+that reaches the face-quality check, where it came from and what the check measured:
 
 - ``origin``: ``upright`` when the upright detector pass alone finds the same box, ``turned`` when the box
   comes from one of the roll search's turned passes and no upright detection overlaps it, ``replaced`` when a
@@ -57,11 +58,16 @@ class Recorder:
             self.upright = DETECTORS.create("mediapipe", **options)
         self.quality = FaceQuality()
 
-    def candidates(self, img: np.ndarray) -> list[dict[str, Any]]:
-        """One record per face that reaches the quality check: origin, box, width and evidence."""
+    def candidates(self, img: np.ndarray, search_all: bool = True) -> list[dict[str, Any]]:
+        """One record per face that reaches the quality check: origin, box, width and evidence. ``search_all``:
+        with the detector's wider search too (``detect_more``: the quarter turns of ``turns: on_doubt``), which the
+        pipeline runs on every frame where no face passed, as on frames without faces."""
         est = self.estimator
         height, width = img.shape[:2]
         found = est.detector.detect(img)
+        more = getattr(est.detector, "detect_more", None)
+        wider = more(img, found) if search_all and callable(more) else None
+        found = found if wider is None else wider
         upright = [b.clipped(width, height) for b in self.upright.detect(img)] if self.upright else []
         boxes = est._select(found, width, height)
         located = est.keypoint_source.locate(img, boxes) if boxes else []
@@ -110,7 +116,7 @@ def positives(recorder: Recorder, fmt: str, path: str, limit: Optional[int] = No
             img = sample.load_image()
         except Exception:  # unreadable samples count as not found, as in the evaluation
             continue
-        found = recorder.candidates(img)
+        found = recorder.candidates(img, search_all=False)  # a face passes: the pipeline searches no further
         if found:
             best = max(found, key=lambda r: (r["box"][2] - r["box"][0]) * (r["box"][3] - r["box"][1]))
             records.append({"frame": sample.name, **best})

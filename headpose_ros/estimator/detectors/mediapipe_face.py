@@ -212,7 +212,9 @@ class MediaPipeFaceDetector:
     whose eye line is tilted beyond 30 deg (it misses faces rolled 90 deg that the upright model misreads). A
     face found in a turned image counts only if it scores at least ``turn_min_score`` (the turned passes are a
     search for what the upright one cannot see: they are held to a higher score, so as not to multiply false
-    faces) and its eyes
+    faces), is at least ``turn_min_px`` wide (image pixels; most of their false faces on the non-face scenes of
+    :mod:`headpose_ros.tools.false_faces` were 30-60 px wide: coins, a flag, a rocket, and the face mesh takes
+    some of them for faces; an upright face that small is still found by the upright pass) and its eyes
     say it is rolled within 60 deg of that turn (a detection at the edge of a turn's range has misplaced
     keypoints). It replaces the upright detections of the same face only when it outscores them, by
     ``turn_margin`` for a quarter turn (turned detections of profile faces otherwise won and cost accuracy on the
@@ -224,7 +226,8 @@ class MediaPipeFaceDetector:
 
     def __init__(self, models: str = "both", min_score: float = 0.3, nms_iou: float = 0.3, runtime: str = "tflite",
                  num_threads: int = 1, turns: "int | str" = "on_doubt", turn_below: float = 0.7,
-                 turn_models: str = "full", turn_min_score: float = 0.7, turn_margin: float = 0.1):
+                 turn_models: str = "full", turn_min_score: float = 0.7, turn_margin: float = 0.1,
+                 turn_min_px: float = 48.0):
         names = ["short", "full"] if models == "both" else [models]
         if any(n not in _MODEL_SELECTION for n in names):
             raise ConfigError(f"mediapipe detector models must be short, full or both, not {models!r}")
@@ -236,6 +239,9 @@ class MediaPipeFaceDetector:
             raise ConfigError(f"mediapipe detector turns must be 1, 4, auto or on_doubt, not {turns!r}")
         self.nms_iou, self.runtime, self.turn_below = float(nms_iou), runtime, float(turn_below)
         self.turn_min_score, self.turn_margin = float(turn_min_score), float(turn_margin)
+        if not 0.0 <= float(turn_min_px) <= 4096.0:
+            raise ConfigError(f"mediapipe detector turn_min_px must lie in [0, 4096], not {turn_min_px!r}")
+        self.turn_min_px = float(turn_min_px)
         self.turns = 1 if runtime == "graph" else turns
         turned = ["short", "full"] if turn_models == "both" else [turn_models]
         if any(n not in _MODEL_SELECTION for n in turned):
@@ -267,15 +273,17 @@ class MediaPipeFaceDetector:
         return boxes
 
     def _turned(self, image_bgr: np.ndarray, turn: int) -> list[FaceBox]:
-        """Detections of every model in the image turned ``turn`` quarters clockwise, kept when their eyes say
-        the face's roll lies within 60 deg of the turn's (-90 deg x turn)."""
+        """Detections of every model in the image turned ``turn`` quarters clockwise, kept when they score at
+        least ``turn_min_score``, are at least ``turn_min_px`` wide and their eyes say the face's roll lies within
+        60 deg of the turn's (-90 deg x turn)."""
         per_model = []
         for index, detector in enumerate(self._detectors):
             if turn and index not in self._turn_models:
                 continue
             b, k, s = detector.detect(image_bgr, turn)
             per_model.append([FaceBox(*map(float, b[i]), float(s[i]), k[i]) for i in range(len(s)) if turn == 0 or (
-                s[i] >= self.turn_min_score and abs((eye_tilt_deg(k[i]) + 90.0 * turn + 180.0) % 360.0 - 180.0) <= 60)])
+                s[i] >= self.turn_min_score and b[i, 2] - b[i, 0] >= self.turn_min_px
+                and abs((eye_tilt_deg(k[i]) + 90.0 * turn + 180.0) % 360.0 - 180.0) <= 60)])
         return [box for boxes in per_model for box in boxes]
 
     def _doubtful(self, boxes: Sequence[FaceBox]) -> bool:

@@ -279,7 +279,8 @@ class FaceMeshKeypoints:
         else:
             maps, frames = keypoints_to_heatmaps(xy, conf, self.threshold)
         return [
-            FaceKeypoints(Keypoints(xy[i], conf[i]), maps[i], frames[i], landmarks=points[i])
+            FaceKeypoints(Keypoints(xy[i], conf[i]), maps[i], frames[i], landmarks=points[i],
+                          presence=float(presence[i]))
             if presence[i] >= self.min_presence else None
             for i in range(len(points))
         ]
