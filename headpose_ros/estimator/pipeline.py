@@ -116,16 +116,18 @@ class HeadPoseEstimator:
         tracked = self._track(img) if video else None
         if tracked is None:
             followed = self.video.followed_boxes(width, height) if video else []
-            stream_detect = getattr(self.detector, "detect_stream", None)
-            if periodic and callable(stream_detect):  # every followed face is still found: a partial search
-                found = stream_detect(img, self.video.periodic_detections)
-                self.video.periodic_detections += 1
+            # a partial search: every followed face is still found (periodic), or none was in view (idle)
+            in_steps = getattr(self.detector, "detect_stream" if periodic else "detect_idle", None) \
+                if periodic or (video and self.video.idle()) else None
+            found = in_steps(img, self.video.search_steps) if callable(in_steps) else None
+            if found is None:  # a single image's search (also where a detector's detect_idle declines)
+                found, in_steps = self.detector.detect(img), None
             else:
-                found = self.detector.detect(img)
+                self.video.search_steps += 1
             t1 = time.perf_counter()
             located, pairs = self._faces(img, found, followed)
             more = getattr(self.detector, "detect_more", None)
-            if not periodic and callable(more) and self._doubtful(located, pairs):
+            if not periodic and in_steps is None and callable(more) and self._doubtful(located, pairs):
                 wider = more(img, found)  # e.g. BlazeFace's turned passes (turns: on_doubt); timed as keypoints
                 if wider is not None:
                     located, pairs = self._faces(img, wider, followed)
