@@ -18,10 +18,10 @@ headpose_ros.tools.small_faces --pipeline --seeds 0 1 --negatives-seed 3`` (four
 40-160 px, 56 faces per frame size; 82 frames without faces), interleaved frame by frame: found 96.4 %
 (1920x1080) and 92.9 % (1280x720) against 37.5 % and 60.7 % for the default detector, 0 false faces, at 12.8x
 the default pipeline's time per frame (18x with the upside-down pass, in an earlier run). What is missed at
-1280x720 is the cameraman at 50 and 120 px, whom the full-range model scores below 0.5; short- and full-range
-on the tiles (``tile_options: {models: both, turns: 1}``) find him, but let a false face through (see
-docs/reliability.md). Combine the tiles with the face-quality check (on by default): they multiply the
-detector's false faces.
+1280x720 is mostly the cameraman at 50 and 120 px, whom the full-range model scores below its floor of 0.6;
+short- and full-range on the tiles (``tile_options: {models: both, turns: 1}``) find him, but let a false face
+through (see docs/reliability.md). Combine the tiles with the face-quality check (on by default): they
+multiply the detector's false faces.
 
 A frame narrower than ``min_width`` pixels gets no tiles, i.e. exactly the base detector's search and cost
 (``min_width: 1280`` tiles only HD frames; 640x480 frames then match the ``mediapipe`` detector box for box).
