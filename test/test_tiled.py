@@ -174,6 +174,11 @@ def test_video_mode_finds_a_small_newcomer_within_a_cycle_of_idle_steps(tiled_es
         counts.append(0)
         assert _found(tiled_estimator.process(face, video=True), truth)  # then followed by the mesh, no tiles
         assert tiled_estimator.video.last_mode == "track" and counts[-1] == 0
+    modes = []
+    for _ in range(cycle * tiled_estimator.video.redetect_every):  # periodic searches leave its tile out: kept
+        assert _found(tiled_estimator.process(face, video=True), truth)
+        modes.append(tiled_estimator.video.last_mode)
+    assert modes.count("detect") >= cycle - 1
 
 
 def test_video_mode_finds_a_small_newcomer_beside_a_followed_face(tiled_estimator, monkeypatch) -> None:

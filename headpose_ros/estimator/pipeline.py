@@ -25,6 +25,8 @@ LOG = logging.getLogger(__name__)
 STAGES = ("detect", "keypoints", "regress", "total")
 #: Box overlap above which a face detected in video mode is the followed face there (no second quality check).
 FOLLOWED_IOU = 0.5
+#: Box overlap above which a periodic partial search's box is a followed face (that face is not added again).
+SAME_FACE_IOU = 0.3
 #: Eye-line tilt (degrees) beyond which the keypoint stage doubts a detector's upright reading (``detect_more``).
 DOUBT_TILT_DEG = 40.0
 
@@ -124,6 +126,9 @@ class HeadPoseEstimator:
                 found, in_steps = self.detector.detect(img), None
             else:
                 self.video.search_steps += 1
+            if periodic and in_steps is not None:  # a partial search looks for newcomers: it may not see (e.g.
+                # in the tiles it left out) the faces followed until now, which are kept where it found none
+                found = list(found) + [f for f in followed if all(f.iou(b) <= SAME_FACE_IOU for b in found)]
             t1 = time.perf_counter()
             located, pairs = self._faces(img, found, followed)
             more = getattr(self.detector, "detect_more", None)
