@@ -12,6 +12,8 @@ turned by their eye line, so a head may roll freely), and the detector runs agai
   (a detector's ``detect_stream``: BlazeFace then looks at the upright image and one of its three quarter
   turns, a different one each time, so a rolled newcomer is found within three detections), and faces it finds
   where a followed face is are not put through the face-quality check again (they passed it when first found).
+  A followed face that such a partial search does not see (the ``tiled`` detector's periodic steps search only
+  some of its tiles) is kept: its followed box goes to the face mesh with the search's boxes.
 
 While no face is in view (the last frame's detection found none), a detector with ``detect_idle`` searches
 each frame in such steps too (the ``tiled`` detector: the whole frame and a subset of its tiles, cycling, so a
