@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from headpose_ros.estimator.detectors.tiled import merge_boxes, tile_grid, tile_origins
+from headpose_ros.estimator.detectors.tiled import (merge_boxes, stream_cycle, stream_subset, tile_grid,
+                                                    tile_origins)
 from headpose_ros.estimator.types import FaceBox
 
 
@@ -30,6 +31,22 @@ def test_tile_pyramid_levels_double_and_stop_below_the_frame() -> None:
     assert tile_grid(320, 240, 320, 0.35, 0.9) == []
 
 
+@given(st.sampled_from([(1920, 1080), (1280, 720), (640, 480), (3840, 2160)]), st.integers(1, 100),
+       st.integers(0, 10_000))
+def test_stream_steps_search_every_tile_once_per_cycle(size: tuple[int, int], per_step: int, start: int) -> None:
+    tiles = tile_grid(*size, 256, 0.35, 0.9)
+    cycle = stream_cycle(len(tiles), per_step)
+    steps = [stream_subset(tiles, step, per_step) for step in range(start, start + cycle)]
+    assert all(len(s) <= per_step for s in steps)
+    searched = [t for s in steps for t in s]
+    assert sorted(searched) == sorted(tiles)  # each tile exactly once within any `cycle` consecutive steps
+    assert stream_subset(tiles, start + cycle, per_step) == steps[0]  # and then again
+
+
+def test_stream_cycles_of_the_default_tiles() -> None:
+    assert [stream_cycle(len(tile_grid(w, h, 256, 0.35, 0.9)), 12) for w, h in ((1920, 1080), (1280, 720))] == [7, 4]
+
+
 def test_merge_drops_duplicates_and_cut_faces_inside_better_ones() -> None:
     whole = FaceBox(100, 100, 160, 160, 0.9)
     duplicate = FaceBox(102, 101, 161, 162, 0.7)
@@ -50,6 +67,38 @@ def detectors():
     tiled.close()
 
 
+def test_options_are_checked() -> None:
+    from headpose_ros.estimator.detectors.tiled import TiledFaceDetector
+    from headpose_ros.estimator.errors import ConfigError
+
+    for bad in ({"stream_tiles": 0}, {"stream_tiles": 2.5}, {"min_width": -1}, {"min_width": True}):
+        with pytest.raises(ConfigError):
+            TiledFaceDetector(**bad)
+
+
+def _boxes(boxes: list[FaceBox]) -> list[tuple[float, ...]]:
+    return [(b.x0, b.y0, b.x1, b.y1, b.score) for b in boxes]
+
+
+def test_frames_narrower_than_min_width_get_exactly_the_base_detector(detectors) -> None:
+    from headpose_ros.estimator.detectors import DETECTORS
+    from headpose_ros.tools.bench import make_frames
+
+    plain, _ = detectors
+    narrow = DETECTORS.create("tiled", min_width=1280)
+    try:
+        assert narrow.tile_count(640, 480) == 0 and narrow.tile_count(1280, 720) == 40
+        frame = make_frames(4, 1, seed=3)[0]
+        assert frame.shape[:2] == (480, 640)
+        assert len(plain.detect(frame)) == 4
+        assert _boxes(narrow.detect(frame)) == _boxes(plain.detect(frame))
+        for step in range(3):
+            assert _boxes(narrow.detect_stream(frame, step)) == _boxes(plain.detect_stream(frame, step))
+        assert narrow.detect_idle(frame, 0) is None  # video mode then searches the frame in full, as with plain
+    finally:
+        narrow.close()
+
+
 @pytest.mark.parametrize("size", [(1920, 1080), (1280, 720)])
 def test_small_faces_in_hd_frames_are_found(detectors, size: tuple[int, int]) -> None:
     from headpose_ros.tools import scenes
@@ -65,3 +114,127 @@ def test_small_faces_in_hd_frames_are_found(detectors, size: tuple[int, int]) ->
                 found[name] += any(b.iou(truth) > 0.3 and b.score >= 0.5 for b in det.detect(img))
     assert found["tiled"] >= 0.9 * n
     assert found["plain"] <= 0.75 * n  # these faces are too small for the plain detector
+
+
+@pytest.fixture(scope="module")
+def tiled_estimator():
+    pytest.importorskip("mediapipe")
+    pytest.importorskip("skimage.data")
+    from headpose_ros.estimator.config import EstimatorConfig
+    from headpose_ros.estimator.pipeline import HeadPoseEstimator
+
+    est = HeadPoseEstimator(EstimatorConfig(device="cpu", detector="tiled"), video_redetect_every=3)
+    yield est
+    est.close()
+
+
+def _count_tiles(monkeypatch, detector) -> list[int]:
+    """Tiles searched per frame: append 0 before each frame; the tile detector's calls add to the last entry."""
+    counts = [0]
+
+    def counted(img, _d=detector.tiles.detect):
+        counts[-1] += 1
+        return _d(img)
+
+    monkeypatch.setattr(detector.tiles, "detect", counted)
+    return counts
+
+
+def _found(result, truth: FaceBox) -> bool:
+    return any(f.box.iou(truth) > 0.3 for f in result.faces)
+
+
+SIZE = (1280, 720)
+
+
+def test_video_mode_finds_a_small_newcomer_within_a_cycle_of_idle_steps(tiled_estimator, monkeypatch) -> None:
+    from headpose_ros.tools import scenes
+
+    astronaut = scenes.face_sources()[0]
+    face, truth = scenes.face_scene(astronaut, 45.0, SIZE, np.random.default_rng(5))
+    empty = scenes.background(SIZE, np.random.default_rng(5))  # the same frame without the face
+    detector = tiled_estimator.detector
+    assert not any(b.iou(truth) > 0.3 for b in detector.base.detect(face))  # too small for the whole-frame pass
+    cycle = detector.stream_cycle(*SIZE)
+    assert cycle == 4
+    counts = _count_tiles(monkeypatch, detector)
+    for lead in range(1, cycle + 1):  # the face appears at every phase of the tile cycle
+        tiled_estimator.video.reset()
+        counts[:] = []
+        frames_to_find = None
+        for t in range(lead + cycle):
+            counts.append(0)
+            result = tiled_estimator.process(empty if t < lead else face, video=True)
+            if t >= lead and _found(result, truth):
+                frames_to_find = t - lead + 1
+                break
+        assert counts[0] == detector.tile_count(*SIZE)  # a stream's first frame: every tile
+        assert all(0 < c <= detector.stream_tiles for c in counts[1:])  # then a step of the cycle per frame
+        assert frames_to_find is not None and frames_to_find <= cycle, (lead, frames_to_find)
+        counts.append(0)
+        assert _found(tiled_estimator.process(face, video=True), truth)  # then followed by the mesh, no tiles
+        assert tiled_estimator.video.last_mode == "track" and counts[-1] == 0
+    modes = []
+    for _ in range(cycle * tiled_estimator.video.redetect_every):  # periodic searches leave its tile out: kept
+        assert _found(tiled_estimator.process(face, video=True), truth)
+        modes.append(tiled_estimator.video.last_mode)
+    assert modes.count("detect") >= cycle - 1
+
+
+def test_video_mode_finds_a_small_newcomer_beside_a_followed_face(tiled_estimator, monkeypatch) -> None:
+    from headpose_ros.tools import scenes
+
+    sources = scenes.face_sources()
+    big, big_truth = scenes.face_scene(sources[-1], 200.0, SIZE, np.random.default_rng(1))
+    small, truth = scenes.face_scene(sources[0], 45.0, SIZE, np.random.default_rng(2))
+    assert big_truth.iou(truth) == 0.0
+    both = big.copy()
+    x0, y0, x1, y1 = (int(v) for v in (truth.x0 - 30, truth.y0 - 30, truth.x1 + 30, truth.y1 + 30))
+    both[max(y0, 0):y1, max(x0, 0):x1] = small[max(y0, 0):y1, max(x0, 0):x1]
+    detector = tiled_estimator.detector
+    cycle, every = detector.stream_cycle(*SIZE), tiled_estimator.video.redetect_every
+    counts = _count_tiles(monkeypatch, detector)
+    tiled_estimator.video.reset()
+    first = tiled_estimator.process(big, video=True)
+    assert _found(first, big_truth) and len(first.faces) == 1
+    frames_to_find = None
+    for t in range(1, 1 + cycle * every + 1):
+        counts.append(0)
+        result = tiled_estimator.process(both, video=True)
+        assert _found(result, big_truth)
+        if _found(result, truth):
+            frames_to_find = t
+            break
+    assert frames_to_find is not None and frames_to_find <= cycle * every  # within a cycle of periodic detections
+    assert max(counts[1:]) <= detector.stream_tiles and counts.count(0) >= len(counts[1:]) // 2  # tracked frames
+
+
+def test_video_measurement_counts_frames_to_find_and_kept_frames(monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from headpose_ros.tools import small_faces
+
+    truth = FaceBox(10, 10, 50, 50, 1.0)
+    empty, face = np.zeros((240, 320, 3), np.uint8), np.ones((240, 320, 3), np.uint8)
+    monkeypatch.setattr(small_faces, "clips", lambda *a: iter([("320x240@40", empty, face, truth, lead)
+                                                               for lead in (1, 5, 12)]))
+
+    class Fake:
+        """Reports the face from its 3rd frame with the face on, except on every 4th such frame."""
+
+        def __init__(self):
+            self.video = SimpleNamespace(reset=self.reset)
+
+        def reset(self):
+            self.seen = 0
+
+        def process(self, img, video=False):
+            self.seen += img is face
+            found = img is face and self.seen >= 3 and self.seen % 4 != 0
+            return SimpleNamespace(faces=[SimpleNamespace(box=truth)] if found else [])
+
+    out = small_faces.measure_video({"fake": Fake()}, [(320, 240)], [40], [0], frames=11, within=(2, 3))
+    fig = out["fake"]["320x240"]
+    assert fig["clips"] == 3 and fig["found_within_2"] == 0.0 and fig["found_within_3"] == 1.0
+    assert fig["frames_to_find_max"] == 3 and fig["found"] == 1.0
+    assert fig["kept"] == pytest.approx(6 / 8)  # frames 4-11 after the first find: 4 and 8 are missed

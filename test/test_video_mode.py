@@ -130,3 +130,7 @@ def test_periodic_detection_searches_in_steps_and_trusts_followed_faces(estimato
     assert checked == [1]  # only the first detection checks the face; the followed face is trusted after
     estimator.process(_rolled_astronaut_frame(180.0), video=True)  # the followed face is gone: a full search
     assert calls[-1] == "full" and estimator.video.last_mode == "detect"
+    for _ in range(2):  # no face in view: a detector without detect_idle searches every such frame in full
+        estimator.process(np.full_like(frames[0], 120), video=True)
+        assert calls[-1] == "full" and estimator.video.idle()
+    assert calls[-3:] == ["full"] * 3

@@ -12,6 +12,14 @@ turned by their eye line, so a head may roll freely), and the detector runs agai
   (a detector's ``detect_stream``: BlazeFace then looks at the upright image and one of its three quarter
   turns, a different one each time, so a rolled newcomer is found within three detections), and faces it finds
   where a followed face is are not put through the face-quality check again (they passed it when first found).
+  A followed face that such a partial search does not see (the ``tiled`` detector's periodic steps search only
+  some of its tiles) is kept: its followed box goes to the face mesh with the search's boxes.
+
+While no face is in view (the last frame's detection found none), a detector with ``detect_idle`` searches
+each frame in such steps too (the ``tiled`` detector: the whole frame and a subset of its tiles, cycling, so a
+small newcomer is found within a cycle of frames, at a fraction of a full tiled search per frame); other
+detectors search each such frame in full. The first frame of a stream, and a frame where a followed face was
+lost, always get the full search.
 
 Single images never use this: :meth:`HeadPoseEstimator.process` detects on every frame unless ``video=True``.
 The box of a followed face keeps the detector's habits: it is placed and sized relative to the bounds of the
@@ -42,8 +50,8 @@ class VideoState:
     #: Each followed face's detector box relative to its mesh bounds: (dx, dy, sx, sy), see :func:`box_of`.
     relations: list[tuple[float, float, float, float]] = field(default_factory=list)
     since_detection: int = 0
-    #: Periodic detections so far (a stream detector's search step, see ``detect_stream``).
-    periodic_detections: int = 0
+    #: Searches in steps so far (periodic and idle ones): a stream detector's search step, see ``detect_stream``.
+    search_steps: int = 0
     #: How the last frame was processed: "detect" or "track" (for statistics and tests).
     last_mode: Optional[str] = None
 
@@ -56,7 +64,7 @@ class VideoState:
     def reset(self) -> None:
         """Forget the followed faces: the next frame runs the detector."""
         self.landmarks, self.scores, self.relations, self.since_detection, self.last_mode = [], [], [], 0, None
-        self.periodic_detections = 0
+        self.search_steps = 0
 
     def wants_detection(self) -> bool:
         """Whether the next frame must run the detector (nothing followed, or ``redetect_every`` frames passed)."""
@@ -65,6 +73,10 @@ class VideoState:
     def periodic(self) -> bool:
         """Whether the next detection is a periodic one (faces followed, ``redetect_every`` frames passed)."""
         return bool(self.landmarks) and self.since_detection >= self.redetect_every
+
+    def idle(self) -> bool:
+        """Whether the next detection is an idle one: no face followed, and the last frame's detection found none."""
+        return not self.landmarks and self.last_mode == "detect"
 
     def followed_boxes(self, width: int, height: int) -> list[FaceBox]:
         """The boxes (image pixels) of the faces followed on the last frame."""

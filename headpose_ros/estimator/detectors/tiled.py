@@ -11,11 +11,27 @@ dropped; all boxes are then merged: a box overlapping a better-scored one by mor
 ``containment``) is removed.
 
 The cost grows with the number of tiles (``tile_count`` tells it for a frame size; with the defaults 84 at
-1920x1080, 40 at 1280x720). Measured with ``python -m headpose_ros.tools.small_faces --seeds 0 1 2 3``
-(four public portraits pasted at 40-160 px, 112 faces per frame size): found 97.3 % (1920x1080) and 95.5 %
-(1280x720) against 33 % and 51 % for the plain ``mediapipe`` detector, at 20x its detection time in the same
-run. ``tile_px=320`` (60 and 24 tiles) found 93.8 % and 95.5 % at 14x. Combine it with the face-quality check
-(on by default): tiles multiply the detector's false faces.
+1920x1080, 40 at 1280x720). The tile detector is BlazeFace full-range, upright only (``turns: 1``): the
+upside-down pass that the ``mediapipe`` detector makes by default doubled the tiles' cost and found no more
+small faces. Measured through the whole pipeline (face-quality check included) with ``python -m
+headpose_ros.tools.small_faces --pipeline --seeds 0 1 --negatives-seed 3`` (four public portraits pasted at
+40-160 px, 56 faces per frame size; 82 frames without faces), interleaved frame by frame: found 96.4 %
+(1920x1080) and 92.9 % (1280x720) against 37.5 % and 60.7 % for the default detector, 0 false faces, at 12.8x
+the default pipeline's time per frame (18x with the upside-down pass, in an earlier run). What is missed at
+1280x720 is mostly the cameraman at 50 and 120 px, whom the full-range model scores below its floor of 0.6;
+short- and full-range on the tiles (``tile_options: {models: both, turns: 1}``) find him, but let a false face
+through (see docs/reliability.md). Combine the tiles with the face-quality check (on by default): they
+multiply the detector's false faces.
+
+A frame narrower than ``min_width`` pixels gets no tiles, i.e. exactly the base detector's search and cost
+(``min_width: 1280`` tiles only HD frames; 640x480 frames then match the ``mediapipe`` detector box for box).
+
+Video mode (:mod:`headpose_ros.estimator.video`) spreads the tiles over frames: :meth:`detect_stream` (a
+periodic detection while faces are followed) and :meth:`detect_idle` (each frame while none is in view, after
+a full first search) search the whole frame and ``stream_tiles`` of the tiles (default 12), a different
+subset each step, so that any ``stream_cycle`` consecutive steps (7 at 1920x1080, 4 at 1280x720) search every
+tile once; a face found is then followed by the face mesh without tiles. Figures: docs/reliability.md
+("Small faces"), ``python -m headpose_ros.tools.small_faces --video``.
 """
 
 from __future__ import annotations
@@ -51,6 +67,18 @@ def tile_grid(width: int, height: int, tile_px: int, overlap: float, max_tile_fr
     return tiles
 
 
+def stream_cycle(count: int, per_step: int) -> int:
+    """How many consecutive steps of at most ``per_step`` tiles search all ``count`` tiles once (at least 1)."""
+    return max(1, math.ceil(count / max(per_step, 1)))
+
+
+def stream_subset(tiles: list[tuple[int, int, int]], step: int, per_step: int) -> list[tuple[int, int, int]]:
+    """The tiles that stream step ``step`` searches: every ``stream_cycle``-th tile from ``step`` modulo the cycle,
+    at most ``per_step`` of them; any ``stream_cycle`` consecutive steps search each tile exactly once."""
+    cycle = stream_cycle(len(tiles), per_step)
+    return tiles[step % cycle::cycle]
+
+
 def merge_boxes(boxes: list[FaceBox], iou: float, containment: float) -> list[FaceBox]:
     """Boxes best score first, each dropped when it overlaps a kept one by more than ``iou`` or lies more
     than ``containment`` inside it (intersection over the smaller area)."""
@@ -76,31 +104,47 @@ class TiledFaceDetector:
     def __init__(self, base: str = "mediapipe", base_options: Optional[dict[str, Any]] = None,
                  tile_detector: str = "mediapipe", tile_options: Optional[dict[str, Any]] = None,
                  tile_px: int = 256, overlap: float = 0.35, max_tile_fraction: float = 0.9,
-                 nms_iou: float = 0.3, containment: float = 0.6, edge_margin: float = 0.02):
+                 nms_iou: float = 0.3, containment: float = 0.6, edge_margin: float = 0.02, stream_tiles: int = 12,
+                 min_width: int = 0):
         if base == "tiled" or tile_detector == "tiled":
             raise ConfigError("the tiled detector cannot wrap itself")
         if not 64 <= int(tile_px) <= 4096:
             raise ConfigError(f"tiled detector tile_px must lie in [64, 4096], not {tile_px!r}")
         if not 0.0 <= float(overlap) < 0.9 or not 0.0 < float(max_tile_fraction) <= 4.0:
             raise ConfigError("tiled detector overlap must lie in [0, 0.9) and max_tile_fraction in (0, 4]")
+        for name, value, low in (("stream_tiles", stream_tiles, 1), ("min_width", min_width, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"tiled detector {name} must be an integer >= {low}, not {value!r}")
         from . import DETECTORS
 
         self.base = DETECTORS.create(base, **(base_options or {}))
         self.tiles = DETECTORS.create(tile_detector, **(tile_options if tile_options is not None
-                                                        else {"models": "full"}))
+                                                        else {"models": "full", "turns": 1}))
         self.tile_px, self.overlap = int(tile_px), float(overlap)
         self.max_tile_fraction = float(max_tile_fraction)
         self.nms_iou, self.containment, self.edge_margin = float(nms_iou), float(containment), float(edge_margin)
+        self.stream_tiles, self.min_width = stream_tiles, min_width
 
     def tile_count(self, width: int, height: int) -> int:
         """How many tiles a ``width`` x ``height`` frame is cut into (besides the whole-frame pass)."""
-        return len(tile_grid(width, height, self.tile_px, self.overlap, self.max_tile_fraction))
+        return len(self.grid(width, height))
 
-    def detect(self, image_bgr: np.ndarray) -> list[FaceBox]:
-        """Faces of the whole frame and of every tile, merged, best score first."""
+    def grid(self, width: int, height: int) -> list[tuple[int, int, int]]:
+        """Every tile ``(x0, y0, side)`` of a ``width`` x ``height`` frame, image pixels; none for a frame narrower
+        than ``min_width``."""
+        if width < self.min_width:
+            return []
+        return tile_grid(width, height, self.tile_px, self.overlap, self.max_tile_fraction)
+
+    def stream_cycle(self, width: int, height: int) -> int:
+        """How many consecutive stream steps (:meth:`detect_stream`) search every tile of a frame once."""
+        return stream_cycle(self.tile_count(width, height), self.stream_tiles)
+
+    def _tile_boxes(self, image_bgr: np.ndarray, tiles: list[tuple[int, int, int]]) -> list[FaceBox]:
+        """The tile detector's faces in each of ``tiles``, image pixels, without those cut by an inner tile edge."""
         height, width = image_bgr.shape[:2]
-        boxes = list(self.base.detect(image_bgr))
-        for x0, y0, side in tile_grid(width, height, self.tile_px, self.overlap, self.max_tile_fraction):
+        boxes = []
+        for x0, y0, side in tiles:
             x1, y1 = min(width, x0 + side), min(height, y0 + side)
             tile = np.ascontiguousarray(image_bgr[y0:y1, x0:x1])
             margin = self.edge_margin * side
@@ -109,7 +153,41 @@ class TiledFaceDetector:
                        or (x1 < width and b.x1 > (x1 - x0) - margin) or (y1 < height and b.y1 > (y1 - y0) - margin))
                 if not cut:
                     boxes.append(FaceBox(b.x0 + x0, b.y0 + y0, b.x1 + x0, b.y1 + y0, b.score))
+        return boxes
+
+    def detect(self, image_bgr: np.ndarray) -> list[FaceBox]:
+        """Faces of the whole frame and of every tile, merged, best score first (a frame without tiles: exactly
+        the base detector's)."""
+        tiles = self.grid(image_bgr.shape[1], image_bgr.shape[0])
+        whole = list(self.base.detect(image_bgr))
+        return merge_boxes(whole + self._tile_boxes(image_bgr, tiles), self.nms_iou, self.containment) if tiles \
+            else whole
+
+    def detect_stream(self, image_bgr: np.ndarray, step: int) -> list[FaceBox]:
+        """A stream's search in steps (video mode): the whole frame as the base detector searches it in a
+        stream (its own ``detect_stream`` where it has one) and the tiles of :func:`stream_subset`, merged. Any
+        ``stream_cycle`` consecutive steps search every tile."""
+        tiles = self.grid(image_bgr.shape[1], image_bgr.shape[0])
+        base_stream = getattr(self.base, "detect_stream", None)
+        whole = list(base_stream(image_bgr, step) if callable(base_stream) else self.base.detect(image_bgr))
+        if not tiles:
+            return whole
+        boxes = whole + self._tile_boxes(image_bgr, stream_subset(tiles, step, self.stream_tiles))
         return merge_boxes(boxes, self.nms_iou, self.containment)
+
+    def detect_idle(self, image_bgr: np.ndarray, step: int) -> Optional[list[FaceBox]]:
+        """Video mode's search while no face is in view: :meth:`detect_stream`, so that a small newcomer is found
+        within ``stream_cycle`` frames at a fraction of :meth:`detect`'s cost; None for a frame without tiles
+        (the pipeline then searches it in full, as it does with the base detector)."""
+        if not self.grid(image_bgr.shape[1], image_bgr.shape[0]):
+            return None
+        return self.detect_stream(image_bgr, step)
+
+    def detect_more(self, image_bgr: np.ndarray, found: list[FaceBox]) -> Optional[list[FaceBox]]:
+        """The base detector's wider search of the whole frame (e.g. BlazeFace's quarter turns) merged with
+        ``found``, when the pipeline doubts what :meth:`detect` found; None when the base has none."""
+        more = getattr(self.base, "detect_more", None)
+        return more(image_bgr, found) if callable(more) else None
 
     def close(self) -> None:
         for stage in (self.base, self.tiles):
