@@ -132,21 +132,25 @@ class HeadPoseEstimator:
         tracked = self._track(img) if video else None
         if tracked is None:
             followed = self.video.followed_boxes(width, height) if video else []
-            # a partial search: every followed face is still found (periodic), or none was in view (idle)
-            in_steps = getattr(self.detector, "detect_stream" if periodic else "detect_idle", None) \
-                if periodic or (video and self.video.idle()) else None
+            # a search in steps: every followed face is still found (periodic), or none was in view (idle)
+            in_steps = None
+            if periodic:
+                in_steps = getattr(self.detector, "detect_stream", None)
+            elif video and self.video.idle():
+                in_steps = getattr(self.detector, "detect_idle", None)
             found = in_steps(img, self.video.search_steps) if callable(in_steps) else None
-            if found is None:  # a single image's search (also where a detector's detect_idle declines)
-                found, in_steps = self.detector.detect(img), None
-            else:
+            partial = found is not None  # None: a single image's search (also where detect_idle declines)
+            if partial:
                 self.video.search_steps += 1
-            if periodic and in_steps is not None:  # a partial search looks for newcomers: it may not see (e.g.
-                # in the tiles it left out) the faces followed until now, which are kept where it found none
+            else:
+                found = self.detector.detect(img)
+            if periodic and partial:  # a partial search looks for newcomers: it may not see (e.g. in the tiles
+                # it left out) the faces followed until now, which are kept where it found none
                 found = list(found) + [f for f in followed if all(f.iou(b) <= SAME_FACE_IOU for b in found)]
             t1 = time.perf_counter()
             located, pairs = self._faces(img, found, followed)
             more = getattr(self.detector, "detect_more", None)
-            if not periodic and in_steps is None and callable(more) and self._doubtful(located, pairs):
+            if not periodic and not partial and callable(more) and self._doubtful(located, pairs):
                 wider = more(img, found)  # e.g. BlazeFace's turned passes (turns: on_doubt); timed as keypoints
                 if wider is not None:
                     located, pairs = self._faces(img, wider, followed)
