@@ -656,18 +656,16 @@ def test_mediapipe_pose_survives_tiny_images_and_boxes(pose_source: Any, box: Fa
 def test_cpu_threads_reaches_every_tflite_model_and_keeps_the_estimates(astronaut_bgr, monkeypatch):
     """``cpu_threads`` opens every interpreter (detector, face mesh, quality check, regressor) with that many
     threads, a backend's own ``num_threads`` option wins, and the angles do not depend on the thread count."""
-    import tensorflow as tf
-
-    from headpose_ros.estimator import EstimatorConfig, HeadPoseEstimator
+    from headpose_ros.estimator import EstimatorConfig, HeadPoseEstimator, tflite
 
     opened: list[tuple[str, int]] = []
-    interpreter = tf.lite.Interpreter
+    interpreter, runtime = tflite.interpreter_class()
 
     def recording(model_path: str, num_threads: int = 1, **kwargs: Any) -> Any:
         opened.append((Path(model_path).name, num_threads))
         return interpreter(model_path=model_path, num_threads=num_threads, **kwargs)
 
-    monkeypatch.setattr(tf.lite, "Interpreter", recording)
+    monkeypatch.setattr(tflite, "interpreter_class", lambda: (recording, runtime))
     poses = {}
     for threads in (1, 2):
         opened.clear()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from headpose_ros.tools.bench_ros import cpu_seconds, format_report, latency_breakdown
+from headpose_ros.tools.bench_ros import cpu_seconds, format_report, latency_breakdown, peak_rss_mib
 
 
 def test_cpu_seconds_counts_this_process_work():
@@ -22,7 +22,8 @@ def test_report_compares_the_node_with_the_estimator_and_the_transport_floor():
             "latency_ms": {"p50": 60.0, "p95": 80.0, "p99": 90.0, "mean": 62.0},
             "node_diagnostics": {"frames_received": "300", "frames_processed": "180", "frames_skipped": "120",
                                  "frames_failed": "0"},
-            "node_cpu_idle_pct": 0.4, "node_cpu_loaded_pct": 95.0}
+            "node_cpu_idle_pct": 0.4, "node_cpu_loaded_pct": 95.0, "node_startup_s": 2.31,
+            "node_peak_rss_mib": 250.5}
     floor = {"latency_ms": {"p50": 4.0, "p95": 6.0, "p99": 7.0, "mean": 4.2}}
     text = format_report(est, node, floor, rate=30.0)
     assert "90% of min(rate, estimator) = 20.0" in text  # 18 Hz of the 20 the estimator reaches
@@ -30,6 +31,12 @@ def test_report_compares_the_node_with_the_estimator_and_the_transport_floor():
     assert "mean / estimator mean = 1.24x" in text  # 62 ms against 50 ms
     assert "node p50 minus floor = 56.0 ms" in text
     assert "skipped 120" in text and "idle 0.4 %" in text
+    assert "start to subscribed 2.3 s, peak RSS 250.5 MiB" in text
+
+
+def test_peak_rss_of_this_process_and_of_no_process():
+    assert 10.0 < peak_rss_mib(os.getpid()) < 64 * 1024
+    assert peak_rss_mib(2 ** 22 + 12345) is None  # above the kernel's pid limit: no such process
 
 
 def test_breakdown_matches_trace_and_peer_frames_by_stamp():

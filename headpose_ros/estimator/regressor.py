@@ -9,14 +9,14 @@ gradient. A model ships as ``NAME.weights.h5`` (Keras weights) with a ``NAME.jso
 ``NAME.tflite``, the same network exported to TensorFlow Lite (float32, by ``headpose-ros train`` or
 :func:`export_tflite`; the card records its sha256 and that of the weights it was exported from).
 
-Runtimes: ``tflite`` (``tf.lite.Interpreter`` with XNNPACK: no Keras model is built, and it is the faster on
-a CPU) and ``keras`` (one compiled ``tf.function``; the only one that runs on a GPU). Which one runs follows
-the model string: a name (``default``) runs a TFLite export on the CPU when it is beside the weights and
-matches them, the 8-bit one (``NAME.int8.tflite``) where the CPU has fast 8-bit kernels (:func:`int8_pays`),
-else the float one; else Keras (always Keras with
-``device: gpu``, or on ``auto`` when TensorFlow sees a GPU); a path or name ending in ``.tflite`` forces that
-TFLite file (``default.tflite``: the float export, within 0.01 deg of Keras), one ending in ``.weights.h5``
-forces Keras.
+Runtimes: ``tflite`` (LiteRT's or TensorFlow's TFLite interpreter with XNNPACK, see :mod:`.tflite`: no Keras
+model is built, TensorFlow is not imported, and it is the faster on a CPU) and ``keras`` (one compiled
+``tf.function``; the only one that runs on a GPU). Which one runs follows the model string: a name (``default``)
+runs a TFLite export on the CPU when it is beside the weights and matches them, the 8-bit one
+(``NAME.int8.tflite``) where the CPU has fast 8-bit kernels (:func:`int8_pays`), else the float one; else Keras
+(always Keras with ``device: gpu``, or on ``auto`` when TensorFlow sees a GPU); a path or name ending in
+``.tflite`` forces that TFLite file (``default.tflite``: the float export, within 0.01 deg of Keras), one ending
+in ``.weights.h5`` forces Keras.
 """
 
 from __future__ import annotations
@@ -184,20 +184,36 @@ def decode_labels(outputs: np.ndarray, scale_deg: float = LABEL_SCALE_DEG) -> np
     return np.asarray(outputs, dtype=np.float64) * scale_deg
 
 
-def select_device(device: str) -> str:
-    """The TensorFlow device string for ``auto``, ``cpu`` or ``gpu``; ``gpu`` without one raises."""
-    global _GPU_FALLBACK_LOGGED
-    import tensorflow as tf
+#: Device files of an NVIDIA GPU's driver (desktop and server, Jetson, WSL 2): without one TensorFlow sees no GPU.
+GPU_DEVICE_FILES = ("/dev/nvidia0", "/dev/nvidiactl", "/dev/nvhost-ctrl-gpu", "/dev/dxg")
 
+
+def gpu_possible(device_files: tuple[str, ...] = GPU_DEVICE_FILES) -> bool:
+    """Whether TensorFlow could see a GPU here: a GPU driver's device file exists and ``CUDA_VISIBLE_DEVICES``
+    does not hide every GPU. Cheap: ``device: auto`` asks TensorFlow (a 4 s, 600 MiB import) only when true."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", "0").strip() in ("", "-1"):
+        return False
+    return any(os.path.exists(f) for f in device_files)
+
+
+def select_device(device: str) -> str:
+    """The TensorFlow device string for ``auto``, ``cpu`` or ``gpu``; ``gpu`` without one raises. ``cpu``, and
+    ``auto`` on a machine without a GPU driver (:func:`gpu_possible`), do not import TensorFlow."""
+    global _GPU_FALLBACK_LOGGED
     if device not in ("auto", "cpu", "gpu"):
         raise ConfigError(f"device must be auto, cpu or gpu, not {device!r}")
-    gpus = tf.config.list_physical_devices("GPU") if device != "cpu" else []
+    if device == "cpu" or (device == "auto" and not gpu_possible()):
+        gpus = []
+    else:
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
     if device == "gpu" and not gpus:
         raise BackendUnavailableError(
             "device 'gpu' was asked for but TensorFlow sees no GPU (no CUDA build or driver); use 'auto' or 'cpu'")
     if device == "auto" and not gpus:
         if not _GPU_FALLBACK_LOGGED:
-            LOG.info("device auto: TensorFlow sees no GPU, the regressor runs on the CPU")
+            LOG.info("device auto: no GPU here, the regressor runs on the CPU")
             _GPU_FALLBACK_LOGGED = True
         return "/CPU:0"
     return "/GPU:0" if gpus else "/CPU:0"

@@ -84,8 +84,9 @@ def _specs() -> tuple[ParamSpec, ...]:
         S("model", str, _est_default("model"),
           "Regressor model: a shipped name (default, openpose) or a path to a .weights.h5 file with its .json card.",
           estimator_field="model"),
-        S("device", str, _est_default("device"), "Where the regressor runs: auto (GPU when TensorFlow sees one), "
-          "cpu, or gpu (an error without one).", choices=DEVICES, estimator_field="device"),
+        S("device", str, _est_default("device"), "Where the regressor runs: auto (GPU when TensorFlow sees one; "
+          "without a GPU driver TensorFlow is not loaded), cpu, or gpu (an error without one).", choices=DEVICES,
+          estimator_field="device"),
         S("min_face_score", float, _est_default("min_face_score"), "Detector score below which a face is dropped.",
           0.0, 1.0, runtime=True, estimator_field="min_face_score"),
         S("keypoint_threshold", float, _est_default("keypoint_threshold"),

@@ -13,7 +13,8 @@ Figures, per configuration:
   (:func:`heatmaps.keypoints_to_heatmaps`) measured separately; it is part of ``keypoints``;
 - ``fps``: frames processed / wall-clock seconds over the timed frames (after warm-up frames);
 - ``first_frame_ms``: building the estimator (model load, backends) plus processing the first frame, in this
-  process after TensorFlow and mediapipe were imported (their import time is ``import_ms``);
+  process after the estimator's modules, OpenCV and the TFLite interpreter's package (LiteRT, or TensorFlow
+  without it) were imported (their import time is ``import_ms``);
 - ``regress_ms_per_face``: the regressor alone on batches of 1, 4 and 16 heatmaps, median ms / batch size;
 - ``baseline``: the method of ROS4HRI's face node (``hri_face_detect``): MediaPipe FaceMesh
   (``mediapipe.solutions.face_mesh`` with ``refine_landmarks=True``, as the node sets it, ``max_num_faces`` = the
@@ -22,9 +23,11 @@ Figures, per configuration:
   with this project's pipeline in single-image mode and in video mode (``process(..., video=True)``), so that
   load on a shared machine hits both alike; ``ratio_to_baseline`` is this project's time per frame divided by
   the baseline's, static to static and video to video (below 1: faster);
-- ``peak_rss_mb``: the process's resident-memory high-water mark (``resource.getrusage(RUSAGE_SELF).ru_maxrss``)
-  after the configuration ran. It is cumulative over the process: configurations run in the order given, so a
-  later one's figure includes the earlier ones' peak; run one configuration per process for isolated figures.
+- ``rss_first_frame_mb`` and ``peak_rss_mb``: the process's resident-memory high-water mark
+  (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) after the first frame (for the first configuration: the
+  estimator alone, before the ROS4HRI baseline imports mediapipe) and after the configuration ran. It is
+  cumulative over the process: configurations run in the order given, so a later one's figure includes the
+  earlier ones' peak; run one configuration per process for isolated figures.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ import numpy as np
 
 from ..estimator.config import EstimatorConfig
 from ..estimator.errors import HeadPoseError
+from ..estimator.regressor import gpu_possible
+from ..estimator.tflite import interpreter_class
 from .common import add_config_arguments, config_from_args, config_from_flag_string, progress, write_json
 
 LOG = logging.getLogger(__name__)
@@ -174,29 +179,31 @@ def machine_info() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "load_average_at_start": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
-        "versions": {p: _version(p) for p in ("numpy", "tensorflow", "mediapipe", "dlib-bin", "dlib",
+        "versions": {p: _version(p) for p in ("numpy", "ai-edge-litert", "tensorflow", "mediapipe", "dlib-bin", "dlib",
                                               "opencv-contrib-python", "scikit-image")},
         "env": {k: os.environ[k] for k in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS",
                                            "CUDA_VISIBLE_DEVICES") if k in os.environ},
     }
-    try:
-        import tensorflow as tf
+    info["gpus"] = []
+    if gpu_possible():  # else TensorFlow sees none: do not import it (the CPU estimator does not)
+        try:
+            import tensorflow as tf
 
-        info["gpus"] = [d.name for d in tf.config.list_physical_devices("GPU")]
-    except ImportError:
-        info["gpus"] = None
+            info["gpus"] = [d.name for d in tf.config.list_physical_devices("GPU")]
+        except ImportError:
+            info["gpus"] = None
     return info
 
 
-def import_heavy_modules() -> float:
-    """Import TensorFlow and mediapipe (if installed); milliseconds it took."""
+def import_estimator_runtime() -> tuple[float, str]:
+    """Import what the CPU estimator loads (its modules, OpenCV, the TFLite interpreter's package: LiteRT, or
+    TensorFlow without it); milliseconds it took and the interpreter's runtime name. The ROS4HRI baseline imports
+    mediapipe later, untimed."""
     t0 = time.perf_counter()
-    for name in ("tensorflow", "mediapipe"):
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            pass
-    return round((time.perf_counter() - t0) * 1000.0, 1)
+    importlib.import_module("headpose_ros.estimator.pipeline")
+    importlib.import_module("cv2")
+    _, runtime = interpreter_class()
+    return round((time.perf_counter() - t0) * 1000.0, 1), runtime
 
 
 def bench_config(name: str, config: EstimatorConfig, frames: dict[int, list[np.ndarray]], n_frames: int,
@@ -215,6 +222,7 @@ def bench_config(name: str, config: EstimatorConfig, frames: dict[int, list[np.n
         estimator.close()
         raise
     t2 = time.perf_counter()
+    out["rss_first_frame_mb"] = peak_rss_mb()
     out["construct_ms"] = round((t1 - t0) * 1000.0, 1)
     out["first_frame_ms"] = round((t2 - t0) * 1000.0, 1)
     out["pipeline"] = estimator.describe()
@@ -336,7 +344,7 @@ def format_report(results: dict[str, dict[str, Any]]) -> str:
         lines.append(f"[{name}] detector={p.get('detector')} keypoints={p.get('keypoints')} device={p.get('device')} "
                      f"model={p.get('model')} runtime={p.get('runtime')}")
         lines.append(f"  first frame {res['first_frame_ms']:.0f} ms (construction {res['construct_ms']:.0f} ms), "
-                     f"peak RSS {res['peak_rss_mb']:.0f} MiB")
+                     f"peak RSS {res['rss_first_frame_mb']:.0f} MiB after it, {res['peak_rss_mb']:.0f} MiB at the end")
         lines.append(f"  {'faces':>5s} {'found':>11s} {'fps':>7s}  stage ms median / p95")
         for key, fps in res["fps"].items():
             f = res["faces_found"][key]
@@ -376,7 +384,7 @@ def run(args: argparse.Namespace) -> int:
         configs[name] = config_from_flag_string(spec, base.to_dict())
     if not configs:
         raise HeadPoseError("nothing to measure: --skip-default without --configs")
-    import_ms = import_heavy_modules()
+    import_ms, tflite_runtime = import_estimator_runtime()
     machine = machine_info()
     frames = {count: make_frames(count, VARIANTS, args.seed) for count in FACE_COUNTS}
     results: dict[str, dict[str, Any]] = {}
@@ -388,7 +396,7 @@ def run(args: argparse.Namespace) -> int:
             LOG.error("configuration %s: %s", name, exc)
             results[name] = {"error": str(exc), "config": config.to_dict()}
     print(f"bench: {args.frames} timed frames per face count at {FRAME_SIZE[0]}x{FRAME_SIZE[1]}, "
-          f"import of TensorFlow/mediapipe {import_ms:.0f} ms, {machine['cpus_usable']} usable CPUs "
+          f"import of the estimator ({tflite_runtime} TFLite) {import_ms:.0f} ms, {machine['cpus_usable']} usable CPUs "
           f"({machine['cpu']}), "
           f"load average at start {machine['load_average_at_start']}")
     print(format_report(results))
@@ -408,6 +416,8 @@ def run(args: argparse.Namespace) -> int:
             "first_frame_ms": {k: v["first_frame_ms"] for k, v in ok.items()},
             "construct_ms": {k: v["construct_ms"] for k, v in ok.items()},
             "import_ms": import_ms,
+            "tflite_runtime": tflite_runtime,
+            "rss_first_frame_mb": {k: v["rss_first_frame_mb"] for k, v in ok.items()},
             "peak_rss_mb": {k: v["peak_rss_mb"] for k, v in ok.items()},
             "peak_rss_note": "resource.getrusage(RUSAGE_SELF).ru_maxrss, cumulative over configurations in run order",
             "pipeline": {k: v["pipeline"] for k, v in ok.items()},

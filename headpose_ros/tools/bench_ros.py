@@ -3,7 +3,8 @@
 1. The estimator alone (this process) on the bench's 640x480 one-face frames, in video mode like the node
    (``--no-video`` for both: detection on every frame): time per frame and frame rate.
 2. headpose_node in its own process (``python -m headpose_ros.ros.node``, default parameters, ``device`` cpu);
-   once it has subscribed, its CPU use while idle (no images) over ``--idle-seconds``.
+   once it has subscribed, its CPU use while idle (no images) over ``--idle-seconds``; the time from its start
+   to its subscription, and its peak resident memory (VmHWM) after the load.
 3. The transport floor: the same frames answered at once by an echo node (``bench_peer --echo``): the latency
    that rclpy and DDS alone add, image out and pose back.
 4. A camera peer in a third process (:mod:`headpose_ros.ros.bench_peer`) publishes the same frames as raw
@@ -32,7 +33,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -52,6 +53,18 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat", encoding="ascii") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def peak_rss_mib(pid: int) -> Optional[float]:
+    """Resident-memory high-water mark (``VmHWM``) of process ``pid`` in MiB (Linux /proc), None if unreadable."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024.0, 1)
+    except OSError:
+        pass
+    return None
 
 
 def estimator_alone(frames: list[np.ndarray], seconds: float, video: bool = True) -> dict[str, Any]:
@@ -190,9 +203,11 @@ def node_under_load(frames_file: Path, out_file: Path, args: argparse.Namespace)
                              "-p", f"hri.enabled:={str(args.hri).lower()}", "-p", f"executor:={args.executor}"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     output = _Lines(node.stdout)
+    started = time.monotonic()
     try:
         if not output.wait_for("subscribed to", args.wait):
             raise HeadPoseError("headpose_node did not start:\n" + "\n".join(output.lines[-20:]))
+        startup = time.monotonic() - started
         time.sleep(1.0)  # let start-up settle
         c0, t0 = cpu_seconds(node.pid), time.monotonic()
         time.sleep(args.idle_seconds)
@@ -200,9 +215,11 @@ def node_under_load(frames_file: Path, out_file: Path, args: argparse.Namespace)
         c0, t0 = cpu_seconds(node.pid), time.monotonic()
         result = _run_peer(env, frames_file, out_file, args)
         loaded = (cpu_seconds(node.pid) - c0) / (time.monotonic() - t0)
+        peak = peak_rss_mib(node.pid)
     finally:
         _stop(node)
     result.update(node_cpu_idle_pct=round(100 * idle, 2), node_cpu_loaded_pct=round(100 * loaded, 1),
+                  node_startup_s=round(startup, 2), node_peak_rss_mib=peak,
                   node_exit_code=node.returncode,
                   breakdown_ms=latency_breakdown(result.pop("frames"), _read_trace(trace_file)))
     return result
@@ -228,6 +245,7 @@ def format_report(est: dict[str, Any], node: dict[str, Any], floor: dict[str, An
         f"{floor['latency_ms']['p95']} ms; node p50 minus floor = "
         f"{(lat['p50'] or 0) - (floor['latency_ms']['p50'] or 0):.1f} ms",
         f"node CPU: idle {node['node_cpu_idle_pct']:.1f} % of a core, under load {node['node_cpu_loaded_pct']:.0f} %",
+        f"node process: start to subscribed {node['node_startup_s']:.1f} s, peak RSS {node['node_peak_rss_mib']} MiB",
     ]
     for who, figures in (("node", node), ("echo", floor)):
         parts = figures.get("breakdown_ms", {})
