@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 import time
 
+import numpy as np
+import pytest
+
+from headpose_ros.ros import messages
 from headpose_ros.tools.bench_ros import cpu_seconds, format_report, latency_breakdown, peak_rss_mib
 
 
@@ -51,3 +55,19 @@ def test_breakdown_matches_trace_and_peer_frames_by_stamp():
     assert parts["decode + estimator + tracking"] == 12.0 and parts["published -> peer"] == 3.0
     assert parts["stamp -> peer (latency)"] == 20.0 and parts["latency - estimator in the node"] == 9.0
     assert parts["latency / estimator in the node, per frame"] == 1.82  # 20 ms over 11 ms
+
+
+def test_the_camera_peer_writes_the_stamp_into_a_serialized_image():
+    from headpose_ros.ros.bench_peer import stamped_cdr
+    from headpose_ros.ros.messages import HeaderData, RosbagsTypes
+
+    types = RosbagsTypes()
+    pixels = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    msg = messages.image_msg(types, HeaderData(1, 2, "cam_optical_frame"), pixels)
+    serialized = bytearray(types.serialize(msg))
+    back = types.deserialize(stamped_cdr(serialized, 1764633600, 999_999_999), "sensor_msgs/msg/Image")
+    assert (back.header.stamp.sec, back.header.stamp.nanosec) == (1764633600, 999_999_999)
+    assert back.header.frame_id == "cam_optical_frame" and bytes(back.data) == pixels.tobytes()
+    serialized[1] = 0  # big-endian encapsulation: the stamp would be written wrongly
+    with pytest.raises(ValueError, match="little-endian"):
+        stamped_cdr(serialized, 1, 2)

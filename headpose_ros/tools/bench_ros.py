@@ -135,7 +135,7 @@ def _run_peer(env: dict[str, str], frames_file: Path, out_file: Path, args: argp
 
 
 #: The steps of a frame's latency, as (name, from, to) over the peer's and the trace's per-frame times.
-STEPS = (("image built and published", "stamp", "published"), ("stamp -> image callback", "stamp", "received"),
+STEPS = (("stamp -> publish returned", "stamp", "published"), ("stamp -> image callback", "stamp", "received"),
          ("callback -> worker", "received", "started"), ("decode + estimator + tracking", "started", "processed"),
          ("result -> /head_pose published", "processed", "head_pose"),
          ("callback -> /head_pose published", "received", "head_pose"), ("published -> peer", "head_pose", "arrived"),
