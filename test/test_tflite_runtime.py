@@ -72,3 +72,15 @@ def test_gpu_possible_needs_a_driver_and_visible_devices(tmp_path, monkeypatch):
         assert gpu_possible((str(driver),)) is False
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     assert gpu_possible((str(driver),)) is True
+
+
+def test_without_tensorflow_the_keras_paths_say_what_to_install(monkeypatch):
+    from headpose_ros.estimator.errors import BackendUnavailableError
+    from headpose_ros.estimator.regressor import MODELS_DIR, select_device
+
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # `import tensorflow` now raises ImportError
+    with pytest.raises(BackendUnavailableError, match=r"device 'gpu' needs TensorFlow.*pip install tensorflow"):
+        select_device("gpu")
+    with pytest.raises(BackendUnavailableError, match=r"Keras runtime.*needs TensorFlow"):
+        HeadPoseRegressor(str(MODELS_DIR / "default.weights.h5"), "cpu")
+    assert HeadPoseRegressor("default", "cpu").runtime in ("tflite", "tflite_int8")  # the CPU path needs none

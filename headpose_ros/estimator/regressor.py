@@ -188,6 +188,17 @@ def decode_labels(outputs: np.ndarray, scale_deg: float = LABEL_SCALE_DEG) -> np
 GPU_DEVICE_FILES = ("/dev/nvidia0", "/dev/nvidiactl", "/dev/nvhost-ctrl-gpu", "/dev/dxg")
 
 
+def tensorflow(why: str) -> Any:
+    """The ``tensorflow`` module; BackendUnavailableError saying ``why`` it is needed where it is not installed (a
+    CPU install with LiteRT alone runs the TFLite exports without it)."""
+    try:
+        import tensorflow as tf
+    except ImportError:
+        raise BackendUnavailableError(f"{why} needs TensorFlow, which is not installed "
+                                      "(pip install tensorflow==2.19.1)") from None
+    return tf
+
+
 def gpu_possible(device_files: tuple[str, ...] = GPU_DEVICE_FILES) -> bool:
     """Whether TensorFlow could see a GPU here: a GPU driver's device file exists and ``CUDA_VISIBLE_DEVICES``
     does not hide every GPU. Cheap: ``device: auto`` asks TensorFlow (a 4 s, 600 MiB import) only when true."""
@@ -205,9 +216,7 @@ def select_device(device: str) -> str:
     if device == "cpu" or (device == "auto" and not gpu_possible()):
         gpus = []
     else:
-        import tensorflow as tf
-
-        gpus = tf.config.list_physical_devices("GPU")
+        gpus = tensorflow(f"device {device!r}").config.list_physical_devices("GPU")
     if device == "gpu" and not gpus:
         raise BackendUnavailableError(
             "device 'gpu' was asked for but TensorFlow sees no GPU (no CUDA build or driver); use 'auto' or 'cpu'")
@@ -274,7 +283,7 @@ class HeadPoseRegressor:
         self.runtime, self.model_path = "tflite_int8" if int8 else "tflite", path
 
     def _load_keras(self) -> None:
-        import tensorflow as tf
+        tf = tensorflow(f"the Keras runtime (weights {self.weights_path.name}, device {self.device})")
 
         with tf.device(self.device):
             self.model = build_model()
