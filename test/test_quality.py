@@ -240,3 +240,28 @@ def test_frames_without_faces_give_at_most_two_false_faces_per_hundred(estimator
     assert len(frames) >= 80
     assert false_unchecked >= 6  # the detector does fire on these frames
     assert false_checked / len(frames) <= 0.02
+
+
+def test_the_check_shares_the_keypoint_sources_face_mesh_with_the_same_result(tmp_path) -> None:
+    import shutil
+
+    from skimage import data
+
+    from headpose_ros.estimator.keypoints.face_mesh import FaceMeshKeypoints, bundled_model_path
+    from headpose_ros.estimator.quality import FaceQuality
+    from headpose_ros.estimator.types import FaceBox
+
+    image = np.ascontiguousarray(data.astronaut()[:, :, ::-1])
+    source = FaceMeshKeypoints()
+    faces = source.locate(image, [FaceBox(163.0, 60.0, 268.0, 175.0, 0.9)])
+    assert faces[0] is not None
+    shared, own = FaceQuality(shared=source.mesh_model), FaceQuality()
+    assert shared._model is source.mesh_model and own._model is not source.mesh_model
+    copy = tmp_path / "face_landmark.tflite"  # another model file: the check loads it, not the source's
+    shutil.copy(bundled_model_path(), copy)
+    assert FaceQuality(str(copy), shared=source.mesh_model)._model is not source.mesh_model
+    quality = shared.assess(image, faces, [0.9])
+    assert quality[0] > 0.9
+    np.testing.assert_allclose(quality, own.assess(image, faces, [0.9]), atol=1e-9)
+    shared.close()  # the shared model stays open for its source
+    assert source.locate(image, [FaceBox(163.0, 60.0, 268.0, 175.0, 0.9)])[0] is not None

@@ -7,9 +7,10 @@ does is **consistency**: on a face, the mesh finds the same nose and eyes in a c
 on something that is not a face, the mesh's guess depends on the crop, and its mirrored guess lands
 elsewhere.
 
-:class:`FaceQuality` runs MediaPipe's face mesh model (``face_landmark.tflite``, bundled in mediapipe, its
-own interpreter) on the mirror image of a crop levelled on the found eyes and measures how far the mirrored
-run's nose and eyes (swapped left/right, mapped back) lie from the ones found, in units of the face's size (the
+:class:`FaceQuality` runs MediaPipe's face mesh model (``face_landmark.tflite``, bundled in mediapipe; the
+face_mesh keypoint source's interpreter where the pipeline has one) on the mirror image of a crop levelled on
+the found eyes and measures how far the mirrored run's nose and eyes (swapped left/right, mapped back) lie
+from the ones found, in units of the face's size (the
 extent of the landmarks). Its presence is the larger of the mirrored run's and the level crop's; for the
 level crop it takes the keypoint source's own (``FaceKeypoints.presence``: the face_mesh source's last pass,
 whose crop the level one nearly repeats) where that is at least ``REUSE_PRESENCE``, and runs the level crop
@@ -69,11 +70,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 
 from .types import LEFT_EAR, LEFT_EYE, NOSE, RIGHT_EAR, RIGHT_EYE, FaceKeypoints
+
+if TYPE_CHECKING:
+    from .keypoints.face_mesh import MeshModel
 
 #: Weights of the quality's logistic model (see the module docstring).
 W_MIRROR, W_PRESENCE, W_SCORE, W_FRONTAL, BIAS = -1.98, 4.93, 28.61, -5.88, -26.88
@@ -135,10 +140,14 @@ def quality_from(mirror: float, presence: float, score: float, width_px: float =
 class FaceQuality:
     """Scores each found face in (0, 1) by the mesh's mirror consistency, presence and the detector's score."""
 
-    def __init__(self, model_path: Optional[str] = None, num_threads: int = 1):
-        from .keypoints.face_mesh import MeshModel
+    def __init__(self, model_path: Optional[str] = None, num_threads: int = 1, shared: Optional["MeshModel"] = None):
+        """``shared``: a face mesh model already loaded (the face_mesh keypoint source's), used when it is the
+        same model file as ``model_path`` (default: the bundled one), which saves a second copy (about 8 MiB)."""
+        from .keypoints.face_mesh import MeshModel, bundled_model_path
 
-        self._model = MeshModel(model_path, num_threads, "face-quality check's face mesh model")
+        wanted = Path(model_path) if model_path else bundled_model_path()
+        self._owned = shared is None or Path(shared.path) != wanted
+        self._model = MeshModel(wanted, num_threads, "face-quality check's face mesh model") if self._owned else shared
 
     def _run(self, image_bgr: np.ndarray, transforms: list[np.ndarray], mirrored: list[bool]
              ) -> tuple[np.ndarray, np.ndarray]:
@@ -198,7 +207,8 @@ class FaceQuality:
         return np.array([e.quality for e in self.evidence(image_bgr, faces, scores)], dtype=np.float64)
 
     def close(self) -> None:
-        self._model.close()
+        if self._owned:
+            self._model.close()
 
 
 __all__ = ["FaceQuality", "FaceEvidence", "quality_from", "profile_of", "frontal_doubt", "SCORE_CAP", "SMALL_FACE_PX"]

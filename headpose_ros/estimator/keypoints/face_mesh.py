@@ -147,7 +147,8 @@ class MeshModel:
     invocation (at batch 16 XNNPACK took twice the time per crop of batch 1 here)."""
 
     def __init__(self, model_path: "str | Path | None" = None, num_threads: int = 1, what: str = "face mesh model"):
-        self._interp = load_interpreter(Path(model_path) if model_path else bundled_model_path(), what, num_threads)
+        self.path = Path(model_path) if model_path else bundled_model_path()
+        self._interp = load_interpreter(self.path, what, num_threads)
         self._input = self._interp.get_input_details()[0]["index"]
         outputs = sorted(self._interp.get_output_details(), key=lambda d: -int(np.prod(d["shape"])))
         self._landmarks_out, self._presence_out = outputs[0]["index"], outputs[1]["index"]
@@ -205,6 +206,11 @@ class FaceMeshKeypoints:
         self.realign_deg, self.retry_below, self.max_passes = float(realign_deg), float(retry_below), int(max_passes)
         self.min_presence, self.threshold = float(min_presence), float(threshold)
         self.nose_raise, self.ear_raise = float(nose_raise), float(ear_raise)
+
+    @property
+    def mesh_model(self) -> MeshModel:
+        """The face mesh model this source runs (the face-quality check shares it)."""
+        return self._model
 
     def _run(self, image_bgr: np.ndarray, transforms: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Mesh landmarks (N, 468, 2) in image pixels and face presence (N,) for N crop transforms."""
