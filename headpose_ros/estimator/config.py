@@ -48,7 +48,7 @@ class EstimatorConfig:
       a backend option ``num_threads`` overrides it for that backend. Keras (``device: gpu``) ignores it.
     """
 
-    detector: str = "mediapipe"
+    detector: str = "tiled"
     detector_options: dict[str, Any] = field(default_factory=dict)
     keypoints: str = "face_mesh"
     keypoint_options: dict[str, Any] = field(default_factory=dict)

@@ -36,6 +36,7 @@ tile once; a face found is then followed by the face mesh without tiles. Figures
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, Optional
 
@@ -43,6 +44,10 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..types import FaceBox
+
+#: The tile detector's options unless ``tile_options`` says otherwise: BlazeFace full-range, upright only, keeping
+#: detections from 0.5 (below the model's own floor of 0.6: what only the tiles find is ``unsure`` anyway).
+TILE_OPTIONS: dict[str, Any] = {"models": "full", "turns": 1, "graph_floor": False, "min_score": 0.5}
 
 
 def tile_origins(length: int, tile: int, overlap: float) -> list[int]:
@@ -105,7 +110,8 @@ class TiledFaceDetector:
                  tile_detector: str = "mediapipe", tile_options: Optional[dict[str, Any]] = None,
                  tile_px: int = 256, overlap: float = 0.35, max_tile_fraction: float = 0.9,
                  nms_iou: float = 0.3, containment: float = 0.6, edge_margin: float = 0.02, stream_tiles: int = 12,
-                 min_width: int = 0):
+                 min_width: int = 1280, num_threads: Optional[int] = None,
+                 **more_base_options: Any):
         if base == "tiled" or tile_detector == "tiled":
             raise ConfigError("the tiled detector cannot wrap itself")
         if not 64 <= int(tile_px) <= 4096:
@@ -115,11 +121,22 @@ class TiledFaceDetector:
         for name, value, low in (("stream_tiles", stream_tiles, 1), ("min_width", min_width, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"tiled detector {name} must be an integer >= {low}, not {value!r}")
+        clash = sorted(set(more_base_options) & set(base_options or {}))
+        if clash:
+            raise ConfigError(f"tiled detector options {', '.join(clash)} given both in base_options and beside them")
         from . import DETECTORS
 
-        self.base = DETECTORS.create(base, **(base_options or {}))
-        self.tiles = DETECTORS.create(tile_detector, **(tile_options if tile_options is not None
-                                                        else {"models": "full", "turns": 1}))
+        def options(name: str, given: dict[str, Any]) -> dict[str, Any]:
+            threads = "num_threads" in inspect.signature(DETECTORS.resolve(name)).parameters
+            return {"num_threads": num_threads, **given} if num_threads is not None and threads else given
+
+        try:
+            self.base = DETECTORS.create(base, **options(base, {**(base_options or {}), **more_base_options}))
+        except ConfigError as exc:
+            raise ConfigError(f"tiled detector: an option that is not its own goes to its base detector {base!r}, "
+                              f"which refused it: {exc}") from exc
+        self.tiles = DETECTORS.create(tile_detector, **options(tile_detector, dict(
+            TILE_OPTIONS if tile_options is None else tile_options)))
         self.tile_px, self.overlap = int(tile_px), float(overlap)
         self.max_tile_fraction = float(max_tile_fraction)
         self.nms_iou, self.containment, self.edge_margin = float(nms_iou), float(containment), float(edge_margin)
@@ -152,16 +169,25 @@ class TiledFaceDetector:
                 cut = ((x0 > 0 and b.x0 < margin) or (y0 > 0 and b.y0 < margin)
                        or (x1 < width and b.x1 > (x1 - x0) - margin) or (y1 < height and b.y1 > (y1 - y0) - margin))
                 if not cut:
-                    boxes.append(FaceBox(b.x0 + x0, b.y0 + y0, b.x1 + x0, b.y1 + y0, b.score))
+                    boxes.append(FaceBox(b.x0 + x0, b.y0 + y0, b.x1 + x0, b.y1 + y0, b.score, unsure=True))
         return boxes
+
+    def _merged(self, whole: list[FaceBox], tiled: list[FaceBox]) -> list[FaceBox]:
+        """The whole frame's boxes and the tiles' (``unsure``) merged (:func:`merge_boxes`); a tile box that a
+        whole-frame box overlaps (IoU above ``nms_iou``) is sure."""
+        out = []
+        for box in merge_boxes(whole + tiled, self.nms_iou, self.containment):
+            if box.unsure and any(box.iou(w) > self.nms_iou for w in whole):
+                box = FaceBox(box.x0, box.y0, box.x1, box.y1, box.score, box.keypoints)
+            out.append(box)
+        return out
 
     def detect(self, image_bgr: np.ndarray) -> list[FaceBox]:
         """Faces of the whole frame and of every tile, merged, best score first (a frame without tiles: exactly
         the base detector's)."""
         tiles = self.grid(image_bgr.shape[1], image_bgr.shape[0])
         whole = list(self.base.detect(image_bgr))
-        return merge_boxes(whole + self._tile_boxes(image_bgr, tiles), self.nms_iou, self.containment) if tiles \
-            else whole
+        return self._merged(whole, self._tile_boxes(image_bgr, tiles)) if tiles else whole
 
     def detect_stream(self, image_bgr: np.ndarray, step: int) -> list[FaceBox]:
         """A stream's search in steps (video mode): the whole frame as the base detector searches it in a
@@ -172,8 +198,7 @@ class TiledFaceDetector:
         whole = list(base_stream(image_bgr, step) if callable(base_stream) else self.base.detect(image_bgr))
         if not tiles:
             return whole
-        boxes = whole + self._tile_boxes(image_bgr, stream_subset(tiles, step, self.stream_tiles))
-        return merge_boxes(boxes, self.nms_iou, self.containment)
+        return self._merged(whole, self._tile_boxes(image_bgr, stream_subset(tiles, step, self.stream_tiles)))
 
     def detect_idle(self, image_bgr: np.ndarray, step: int) -> Optional[list[FaceBox]]:
         """Video mode's search while no face is in view: :meth:`detect_stream`, so that a small newcomer is found
