@@ -129,13 +129,20 @@ def positives(recorder: Recorder, fmt: str, path: str, limit: Optional[int] = No
 
 
 def summarize(n: int, records: Sequence[dict[str, Any]], thresholds: Sequence[float]) -> dict[str, Any]:
-    """False faces per frame with the check off and at each threshold, with their origins and frames."""
+    """False faces per frame with the check off and at each threshold, with their origins and frames, and how many
+    candidates only the tiles found (origin ``tile``) the check rejected for their presence alone (``UNSURE_PRESENCE``,
+    :func:`headpose_ros.estimator.quality.quality_from`: they would pass without it)."""
+    from ..estimator.quality import quality_from
+
     out: dict[str, Any] = {"frames": n, "candidates": len(records),
                            "no_check": round(len(records) / max(n, 1), 4),
                            "by_origin": dict(Counter(r["origin"] for r in records))}
     for t in thresholds:
         passed = [r for r in records if r["quality"] >= t]
+        unsure = sum(r["origin"] == "tile" and r["quality"] < t <= quality_from(
+            r["mirror"], r["presence"], r["score"], r["width_px"], r["profile"]) for r in records)
         out[f"at_{t:g}"] = {"false_faces": len(passed), "per_frame": round(len(passed) / max(n, 1), 4),
+                            "rejected_as_unsure": unsure,
                             "by_origin": dict(Counter(r["origin"] for r in passed)),
                             "passed": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()
                                         if k != "box"} for r in passed]}
