@@ -10,21 +10,32 @@ dropped; all boxes are then merged: a box overlapping a better-scored one by mor
 (intersection over union) or lying mostly inside it (intersection over the smaller box above
 ``containment``) is removed.
 
-The cost grows with the number of tiles (``tile_count`` tells it for a frame size; with the defaults 84 at
-1920x1080, 40 at 1280x720). The tile detector is BlazeFace full-range, upright only (``turns: 1``): the
-upside-down pass that the ``mediapipe`` detector makes by default doubled the tiles' cost and found no more
-small faces. Measured through the whole pipeline (face-quality check included) with ``python -m
-headpose_ros.tools.small_faces --pipeline --seeds 0 1 --negatives-seed 3`` (four public portraits pasted at
-40-160 px, 56 faces per frame size; 82 frames without faces), interleaved frame by frame: found 96.4 %
-(1920x1080) and 92.9 % (1280x720) against 37.5 % and 60.7 % for the default detector, 0 false faces, at 12.8x
-the default pipeline's time per frame (18x with the upside-down pass, in an earlier run). What is missed at
-1280x720 is mostly the cameraman at 50 and 120 px, whom the full-range model scores below its floor of 0.6;
-short- and full-range on the tiles (``tile_options: {models: both, turns: 1}``) find him, but let a false face
-through (see docs/reliability.md). Combine the tiles with the face-quality check (on by default): they
-multiply the detector's false faces.
+The estimator's default detector: a frame narrower than ``min_width`` pixels (default 1280) gets no tiles, i.e.
+exactly the base detector's search, boxes and cost (640x480 frames match the ``mediapipe`` detector box for box);
+options that are not the tiled detector's own go to its base detector, so ``detector_options`` written for
+``mediapipe`` (``models``, ``turns``, ``min_score``, ...) keep their meaning. ``num_threads`` goes to both.
 
-A frame narrower than ``min_width`` pixels gets no tiles, i.e. exactly the base detector's search and cost
-(``min_width: 1280`` tiles only HD frames; 640x480 frames then match the ``mediapipe`` detector box for box).
+The cost grows with the number of tiles (``tile_count`` tells it for a frame size; with the defaults 84 at
+1920x1080, 40 at 1280x720). The tile detector (``TILE_OPTIONS``) is BlazeFace full-range, upright only (``turns:
+1``: the upside-down pass doubled the tiles' cost and found no more small faces), keeping detections from a score
+of 0.5 (``graph_floor: false``) instead of the model's floor of 0.6: with the floor the tiles missed the cameraman
+at 50 and 120 px in 1280x720 frames, whom the model mostly scores 0.5-0.6. Short- and full-range on the tiles
+(``tile_options: {models: both, turns: 1}``) found him too, but cost more (17.4x the default's time per frame
+against 12.9x in one earlier run) and let a false face through. A box that only the tiles find (no whole-frame box
+overlaps it) is ``unsure`` (:attr:`~headpose_ros.estimator.types.FaceBox.unsure`): the face-quality check passes
+it only when the face mesh's presence reaches 0.99 (:data:`~headpose_ros.estimator.quality.UNSURE_PRESENCE`). The
+tiles search a frame 40-84 times and meet that many more face-like things (helmets, a rocket, a space suit at
+24-82 px, presence 0.56-0.985); the faces that only the tiles found in the generated scenes below (seeds 0-5) had
+presence 0.9967 or more (an ad-hoc analysis, not shipped). Keep the face-quality check on (the default): with
+``min_face_quality: 0`` nothing holds the tiles' boxes back.
+
+Measured through the whole pipeline with ``python -m headpose_ros.tools.small_faces --pipeline`` (four public
+portraits pasted at 40-160 px, 56 faces per frame size and seed pair; 82 frames without faces per negatives
+seed), interleaved frame by frame with the ``mediapipe`` detector: seeds 0 1, negatives seed 3 (tuned on): found
+98.2 % (1920x1080) and 98.2 % (1280x720) against 37.5 % and 60.7 %, 0 false faces, at 10.3x the ``mediapipe``
+pipeline's time per HD frame; seeds 2 3, negatives seed 6 (not tuned on): 100 % and 98.2 % against 32.1 % and
+55.4 %, 0 false faces, at 10.5x. Before (floor 0.6, no ``unsure`` rule): 96.4 / 92.9 % and 98.2 / 96.4 %, 1 false
+face (docs/reliability.md, "Small faces").
 
 Video mode (:mod:`headpose_ros.estimator.video`) spreads the tiles over frames: :meth:`detect_stream` (a
 periodic detection while faces are followed) and :meth:`detect_idle` (each frame while none is in view, after
