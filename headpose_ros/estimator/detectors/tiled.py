@@ -115,7 +115,8 @@ def merge_boxes(boxes: list[FaceBox], iou: float, containment: float) -> list[Fa
 
 
 class TiledFaceDetector:
-    """The whole frame through ``base``, plus a pyramid of tiles through ``tile_detector``; image pixels."""
+    """The whole frame through ``base``, plus a pyramid of tiles through ``tile_detector``; image pixels. Boxes that
+    only the tiles found are ``unsure``; options not named here go to ``base`` (``num_threads`` to both)."""
 
     def __init__(self, base: str = "mediapipe", base_options: Optional[dict[str, Any]] = None,
                  tile_detector: str = "mediapipe", tile_options: Optional[dict[str, Any]] = None,
