@@ -179,17 +179,17 @@ def test_small_faces_in_hd_frames_are_found(detectors, size: tuple[int, int]) ->
     assert found["plain"] <= 0.75 * n  # these faces are too small for the plain detector
 
 
-@pytest.mark.parametrize("width", [50.0, 120.0])
-def test_the_tiles_find_the_cameraman_below_the_full_range_floor_and_the_mesh_confirms_him(tiled_estimator,
-                                                                                           width: float) -> None:
+@pytest.mark.parametrize("size, width, seed", [((1280, 720), 120, 1), ((1920, 1080), 40, 1)])
+def test_the_tiles_find_the_cameraman_below_the_full_range_floor_and_the_mesh_confirms_him(
+        tiled_estimator, size: tuple[int, int], width: int, seed: int) -> None:
     from headpose_ros.estimator.config import EstimatorConfig
     from headpose_ros.estimator.pipeline import HeadPoseEstimator
     from headpose_ros.tools import scenes
 
-    # a scene of `python -m headpose_ros.tools.small_faces --pipeline --seeds 0` that the tiles missed while they
-    # kept the full-range model's floor of 0.6: the model scores him 0.59-0.60 in his best tile
-    rng = np.random.default_rng([0, 2, int(width), SIZE[0]])
-    img, truth = scenes.face_scene(scenes.face_sources()[2], width, SIZE, rng)
+    # scenes of `python -m headpose_ros.tools.small_faces --pipeline --seeds 1` that the tiles missed while they
+    # kept the full-range model's floor of 0.6: the model scores him 0.56 and 0.54 in his best tile
+    rng = np.random.default_rng([seed, 2, width, size[0]])
+    img, truth = scenes.face_scene(scenes.face_sources()[2], float(width), size, rng)
     assert not any(b.iou(truth) > 0.3 for b in tiled_estimator.detector.base.detect(img))
     floor = HeadPoseEstimator(EstimatorConfig(device="cpu", detector="tiled",
                                               detector_options={"tile_options": {"models": "full", "turns": 1}}),
@@ -199,7 +199,7 @@ def test_the_tiles_find_the_cameraman_below_the_full_range_floor_and_the_mesh_co
     finally:
         floor.close()
     faces = [f for f in tiled_estimator.process(img).faces if f.box.iou(truth) > 0.3]
-    assert len(faces) == 1 and faces[0].box.unsure and 0.5 <= faces[0].box.score < 0.6
+    assert len(faces) == 1 and faces[0].box.unsure and 0.52 <= faces[0].box.score <= 0.58
 
 
 @pytest.fixture(scope="module")
