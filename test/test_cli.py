@@ -57,7 +57,7 @@ def test_config_from_flags_and_yaml(tmp_path):
     args = parser.parse_args(["image", "a.png", "--model", "m.weights.h5", "--keypoint-threshold", "0.4",
                               "--detector-option", "models=full", "--detector-option", "min_score=0.2"])
     cfg = config_from_args(args)
-    assert cfg.model == "m.weights.h5" and cfg.keypoint_threshold == 0.4 and cfg.detector == "mediapipe"
+    assert cfg.model == "m.weights.h5" and cfg.keypoint_threshold == 0.4 and cfg.detector == "tiled"
     assert cfg.detector_options == {"models": "full", "min_score": 0.2}
 
     plain = tmp_path / "plain.yaml"
@@ -76,7 +76,7 @@ def test_config_from_flags_and_yaml(tmp_path):
     assert settings["device"] == "cpu" and settings["min_face_score"] == 0.7
     assert settings["detector_options"] == {"models": "full"} and "max_rate" not in settings
     shipped = estimator_settings_from_yaml(Path(__file__).resolve().parents[1] / "config" / "headpose.yaml")
-    assert shipped["detector"] == "mediapipe" and isinstance(shipped["detector_options"], dict)
+    assert shipped["detector"] == "tiled" and isinstance(shipped["detector_options"], dict)
 
     unknown = tmp_path / "unknown.yaml"
     unknown.write_text("detectr: dlib_hog\n")

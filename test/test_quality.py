@@ -12,7 +12,7 @@ import pytest
 
 from headpose_ros.estimator.config import EstimatorConfig
 from headpose_ros.estimator.errors import ConfigError
-from headpose_ros.estimator.quality import SCORE_CAP, profile_of, quality_from
+from headpose_ros.estimator.quality import SCORE_CAP, UNSURE_PRESENCE, profile_of, quality_from
 from headpose_ros.estimator.types import NOSE
 
 pytest.importorskip("skimage.data", reason="the scenes are made from scikit-image's bundled images")
@@ -41,6 +41,19 @@ def test_a_small_face_also_needs_the_mesh_presence() -> None:
     assert quality_from(0.01, 0.1, 0.75, width_px=120.0) > 0.9
     assert quality_from(0.01, 0.1, 0.75, width_px=40.0) < 0.5
     assert quality_from(0.01, 0.99, 0.75, width_px=40.0) > 0.9
+
+
+def test_a_face_only_the_tiles_found_needs_a_mesh_that_is_sure_of_it() -> None:
+    # evidence of false faces that only the tiled detector's full-range tiles found in generated HD frames, which
+    # passed the check otherwise: the astronaut's helmet at 34 and 24 px and her suit at 32 px
+    for mirror, presence, score, width in ((0.0464, 0.9845, 0.6485, 33.5), (0.0303, 0.8096, 0.6204, 23.6),
+                                           (0.0627, 0.9851, 0.6047, 31.5)):
+        assert quality_from(mirror, presence, score, width) > 0.45
+        assert quality_from(mirror, presence, score, width, unsure=True) == 0.0
+    # faces that only the tiles found had presence 0.9967-1.0: as without the flag
+    for presence in (0.991, 0.9967, 1.0):
+        assert quality_from(0.03, presence, 0.55, 30.0, unsure=True) == quality_from(0.03, presence, 0.55, 30.0) > 0.6
+    assert UNSURE_PRESENCE == 0.99
 
 
 #: Nose, right eye, left eye, right ear, left ear of a frontal face (image pixels).

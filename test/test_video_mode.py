@@ -120,8 +120,8 @@ def test_periodic_detection_searches_in_steps_and_trusts_followed_faces(estimato
                         lambda img, step, _s=detector.detect_stream: calls.append(step) or _s(img, step))
     estimator.process(frames[0])  # single image: builds the quality check
     monkeypatch.setattr(estimator.quality, "assess",
-                        lambda img, faces, scores, _a=estimator.quality.assess: checked.append(len(faces))
-                        or _a(img, faces, scores))
+                        lambda img, faces, scores, unsure=None, _a=estimator.quality.assess:
+                        checked.append(len(faces)) or _a(img, faces, scores, unsure))
     calls.clear(), checked.clear()
     for i in range(16):  # redetect_every = 5: a full detection, then periodic ones at frames 5, 10, 15
         result = estimator.process(frames[i % 6], video=True)

@@ -28,7 +28,9 @@ def read_yaml(path: "str | Path", what: str, error: type[ConfigError] = ConfigEr
 class EstimatorConfig:
     """Everything :class:`~headpose_ros.estimator.pipeline.HeadPoseEstimator` needs; defaults are the CPU default.
 
-    - ``detector`` / ``keypoints``: backend names (see ``DETECTORS`` and ``KEYPOINT_SOURCES``), with options.
+    - ``detector`` / ``keypoints``: backend names (see ``DETECTORS`` and ``KEYPOINT_SOURCES``), with options. The
+      default detector ``tiled`` is ``mediapipe`` on the whole frame plus tiles for small faces on frames from
+      1280 px wide (:mod:`~headpose_ros.estimator.detectors.tiled`); narrower frames get exactly ``mediapipe``.
     - ``model``: a shipped model's name (``default``, ``openpose``) or a path to a ``.weights.h5`` file whose
       ``.json`` card sits beside it.
     - ``device``: ``auto`` (a GPU when TensorFlow sees one), ``cpu`` or ``gpu`` (an error without one).
@@ -48,7 +50,7 @@ class EstimatorConfig:
       a backend option ``num_threads`` overrides it for that backend. Keras (``device: gpu``) ignores it.
     """
 
-    detector: str = "mediapipe"
+    detector: str = "tiled"
     detector_options: dict[str, Any] = field(default_factory=dict)
     keypoints: str = "face_mesh"
     keypoint_options: dict[str, Any] = field(default_factory=dict)

@@ -220,7 +220,8 @@ class HeadPoseEstimator:
 
             self.quality = FaceQuality(num_threads=self.config.cpu_threads,
                                        shared=getattr(self.keypoint_source, "mesh_model", None))
-        scores = self.quality.assess(img, [pairs[i][1] for i in dense], [pairs[i][0].score for i in dense])
+        scores = self.quality.assess(img, [pairs[i][1] for i in dense], [pairs[i][0].score for i in dense],
+                                     [pairs[i][0].unsure for i in dense])
         rejected = {i for i, q in zip(dense, scores) if q < self.config.min_face_quality}
         return [p for i, p in enumerate(pairs) if i not in rejected]
 

@@ -41,6 +41,18 @@ a symmetric mean face, mirror-consistent whatever it is (texture, star field, pa
 tiled detector), while the presence score still tells faces (0.997 or more for 95 % of the development faces
 pasted at 40-80 px into HD frames) from the rest.
 
+A face whose detector box is ``unsure`` (:class:`~headpose_ros.estimator.types.FaceBox`: the tiled detector's
+tiles found it and its whole-frame pass did not) must convince the mesh fully: its presence must reach
+``UNSURE_PRESENCE`` (0.99), else its quality is 0. The tiles search a frame 40-84 times and keep detections from
+a score of 0.5 (below the full-range model's floor of 0.6, to find a 50-px cameraman), so they meet far more
+face-like things than the whole-frame pass: on 246 frames of 1920x1080 without faces (``python -m
+headpose_ros.tools.false_faces --seeds 4 5 11 13 15 17 --size 1920 1080 --per-source 1``) 346 candidates that only
+the tiles found reached the check, against 21 from the whole frame. On the generated scenes of ``python -m
+headpose_ros.tools.small_faces`` (seeds 0-5, 1920x1080 and 1280x720) the 169 faces that only the tiles found had
+presence 0.9967-1.0; the non-faces that only the tiles found and that passed the check otherwise (helmets, the
+astronaut's suit, a rocket, seeds 3, 6, 7, 8 of the frames without faces) 0.56-0.985 (an ad-hoc script, not
+shipped; docs/reliability.md, "Small faces").
+
 The weights were fitted (logistic regression, both classes weighted alike, :func:`headpose_ros.tools.
 false_faces.fit`) on the development sets' faces (AFLW2000 dev and every second BIWI dev crop: 1,301 faces,
 profiles included) against the candidates of generated non-face scenes (:func:`headpose_ros.tools.scenes.
@@ -85,6 +97,8 @@ W_MIRROR, W_PRESENCE, W_SCORE, W_FRONTAL, BIAS = -1.98, 4.93, 28.61, -5.88, -26.
 SCORE_CAP = 0.8
 #: Faces narrower than this (image pixels, extent of the landmarks) need the mesh's presence as well.
 SMALL_FACE_PX = 80.0
+#: Presence that a face of an ``unsure`` detector box needs (see the module docstring).
+UNSURE_PRESENCE = 0.99
 #: Mesh landmark indices averaged into nose tip, right eye and left eye (as the face_mesh source does).
 _NOSE_EYES = ((1,), (33, 133, 159, 145), (362, 263, 386, 374))
 #: The keypoint source's presence (``FaceKeypoints.presence``) from which the check takes it instead of running the
@@ -127,9 +141,13 @@ def frontal_doubt(presence: float, profile: float) -> float:
 
 
 def quality_from(mirror: float, presence: float, score: float, width_px: float = SMALL_FACE_PX,
-                 profile: float = 1.0) -> float:
-    """The quality in (0, 1) of a face with mirror disagreement ``mirror`` (fraction of its size), mesh presence
-    and detector score in [0, 1], ``width_px`` pixels wide, turned by ``profile`` (:func:`profile_of`)."""
+                 profile: float = 1.0, unsure: bool = False) -> float:
+    """The quality in [0, 1) of a face with mirror disagreement ``mirror`` (fraction of its size), mesh presence
+    and detector score in [0, 1], ``width_px`` pixels wide, turned by ``profile`` (:func:`profile_of`): at most the
+    presence below ``SMALL_FACE_PX``, and 0 for an ``unsure`` detection (:attr:`FaceBox.unsure`) whose presence is
+    below ``UNSURE_PRESENCE``."""
+    if unsure and presence < UNSURE_PRESENCE:
+        return 0.0
     logit = (W_MIRROR * math.log(max(mirror, 0.0) + 1e-3) + W_PRESENCE * presence
              + W_SCORE * min(max(score, 0.0), SCORE_CAP)
              + W_FRONTAL * frontal_doubt(presence, profile) + BIAS)
@@ -155,12 +173,12 @@ class FaceQuality:
         flipped back, so their left/right labels stay the mirror image's."""
         return self._model.run(image_bgr, transforms, mirrored)
 
-    def evidence(self, image_bgr: np.ndarray, faces: Sequence[FaceKeypoints],
-                 scores: Sequence[float]) -> list[FaceEvidence]:
-        """One :class:`FaceEvidence` per face (keypoints in image pixels of ``image_bgr``, 8-bit BGR) and its
-        detector score in [0, 1]. A face that carries the mesh's presence on its landmarks' crop (the face_mesh
-        source's last pass, whose crop the levelled one nearly repeats) of at least ``REUSE_PRESENCE`` gets the
-        mirrored run only."""
+    def evidence(self, image_bgr: np.ndarray, faces: Sequence[FaceKeypoints], scores: Sequence[float],
+                 unsure: Optional[Sequence[bool]] = None) -> list[FaceEvidence]:
+        """One :class:`FaceEvidence` per face (keypoints in image pixels of ``image_bgr``, 8-bit BGR), its
+        detector score in [0, 1] and whether its box is ``unsure`` (:func:`quality_from`; default: none is). A
+        face that carries the mesh's presence on its landmarks' crop (the face_mesh source's last pass, whose crop
+        the levelled one nearly repeats) of at least ``REUSE_PRESENCE`` gets the mirrored run only."""
         from .keypoints.face_mesh import levelled_transform
 
         if not faces:
@@ -198,17 +216,20 @@ class FaceQuality:
             run = flip + 1
             score = float(scores[i])
             profile = profile_of(faces[i].keypoints.xy)
-            out.append(FaceEvidence(mirror, repeat, pres, score, quality_from(mirror, pres, score, widths[i], profile),
-                                    profile))
+            quality = quality_from(mirror, pres, score, widths[i], profile, bool(unsure[i]) if unsure else False)
+            out.append(FaceEvidence(mirror, repeat, pres, score, quality, profile))
         return out
 
-    def assess(self, image_bgr: np.ndarray, faces: Sequence[FaceKeypoints], scores: Sequence[float]) -> np.ndarray:
-        """Quality (N,) in (0, 1) of N faces' keypoints found in ``image_bgr``, given their detector scores."""
-        return np.array([e.quality for e in self.evidence(image_bgr, faces, scores)], dtype=np.float64)
+    def assess(self, image_bgr: np.ndarray, faces: Sequence[FaceKeypoints], scores: Sequence[float],
+               unsure: Optional[Sequence[bool]] = None) -> np.ndarray:
+        """Quality (N,) in [0, 1) of N faces' keypoints found in ``image_bgr``, given their detector scores (and
+        which boxes are ``unsure``)."""
+        return np.array([e.quality for e in self.evidence(image_bgr, faces, scores, unsure)], dtype=np.float64)
 
     def close(self) -> None:
         if self._owned:
             self._model.close()
 
 
-__all__ = ["FaceQuality", "FaceEvidence", "quality_from", "profile_of", "frontal_doubt", "SCORE_CAP", "SMALL_FACE_PX"]
+__all__ = ["FaceQuality", "FaceEvidence", "quality_from", "profile_of", "frontal_doubt", "SCORE_CAP", "SMALL_FACE_PX",
+           "UNSURE_PRESENCE"]

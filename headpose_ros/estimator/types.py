@@ -28,7 +28,9 @@ class FaceBox:
     """An axis-aligned face box in image pixels with the detector's score in [0, 1].
 
     ``keypoints``, when the detector gives them (BlazeFace does), are (6, 2) image pixels in
-    :data:`DETECTOR_KEYPOINT_NAMES` order; they take no part in equality or hashing.
+    :data:`DETECTOR_KEYPOINT_NAMES` order; they take no part in equality or hashing. ``unsure`` marks a box that a
+    less certain search found alone (the tiled detector's tiles, not its whole-frame pass): the face-quality check
+    then wants the face mesh to be sure it is a face (:func:`~headpose_ros.estimator.quality.quality_from`).
     """
 
     x0: float
@@ -37,6 +39,7 @@ class FaceBox:
     y1: float
     score: float = 1.0
     keypoints: Optional[np.ndarray] = field(default=None, compare=False, repr=False)
+    unsure: bool = field(default=False, compare=False)
 
     @property
     def width(self) -> float:
@@ -59,6 +62,7 @@ class FaceBox:
         return FaceBox(
             float(np.clip(self.x0, 0, width)), float(np.clip(self.y0, 0, height)),
             float(np.clip(self.x1, 0, width)), float(np.clip(self.y1, 0, height)), self.score, self.keypoints,
+            self.unsure,
         )
 
     def iou(self, other: "FaceBox") -> float:

@@ -73,10 +73,11 @@ def _specs() -> tuple[ParamSpec, ...]:
     S = ParamSpec
     return (
         # --- estimator (EstimatorConfig) ---
-        S("detector", str, _est_default("detector"), "Face detector backend.", choices=_backend_names("detector"),
-          estimator_field="detector"),
-        S("detector_options", str, "{}", "Detector options as a YAML mapping, e.g. '{models: full}'.",
-          estimator_field="detector_options"),
+        S("detector", str, _est_default("detector"), "Face detector backend; tiled (default): mediapipe on the whole "
+          "frame, plus tiles for small faces on frames from 1280 px wide (narrower frames: exactly mediapipe).",
+          choices=_backend_names("detector"), estimator_field="detector"),
+        S("detector_options", str, "{}", "Detector options as a YAML mapping, e.g. '{models: full}' (tiled passes "
+          "options that are not its own to its whole-frame mediapipe detector).", estimator_field="detector_options"),
         S("keypoints", str, _est_default("keypoints"), "Keypoint source backend (nose, eyes, ears).",
           choices=_backend_names("keypoints"), estimator_field="keypoints"),
         S("keypoint_options", str, "{}", "Keypoint source options as a YAML mapping.",

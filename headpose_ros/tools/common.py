@@ -68,7 +68,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, *, defaults_note: str 
     group.add_argument("--config", metavar="YAML", help="estimator settings from a YAML file: a mapping of the "
                        "estimator's settings, a file with an 'estimator:' section, or the node's ROS 2 parameters "
                        "file (config/headpose.yaml); the flags below override it")
-    group.add_argument("--detector", metavar="NAME", help="face detector: mediapipe (default), dlib_cnn, dlib_hog")
+    group.add_argument("--detector", metavar="NAME", help="face detector: tiled (default; mediapipe plus tiles on "
+                       "frames from 1280 px wide), mediapipe, dlib_cnn, dlib_hog")
     group.add_argument("--keypoints", metavar="NAME",
                        help="keypoint source: face_mesh (default), mediapipe_pose, openpose")
     group.add_argument("--model", metavar="NAME_OR_PATH",

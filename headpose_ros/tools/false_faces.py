@@ -9,13 +9,16 @@ that reaches the face-quality check, where it came from and what the check measu
 - ``origin``: ``upright`` when the upright detector pass alone finds the same box, ``turned`` when the box
   comes from one of the roll search's turned passes and no upright detection overlaps it, ``replaced`` when a
   turned detection replaced an overlapping upright one (found by running the detector once more with
-  ``turns=1``: the analysis does not rely on the detector's internals);
+  ``turns=1``: the analysis does not rely on the detector's internals); ``tile`` when only the tiled detector's
+  tiles found it (an ``unsure`` box, which the check holds to a presence of ``UNSURE_PRESENCE``);
 - the check's evidence (:class:`headpose_ros.estimator.quality.FaceEvidence`) and the face's width.
 
 It prints false faces per frame with the check off and at each ``--thresholds`` value, per seed, with the
 breakdown by origin and by source image. ``--positives FORMAT PATH`` records the same evidence for the faces
 of a labelled data set (e.g. ``aflw2000 /work/shared/data/aflw2000_dev``); with ``--fit`` it fits the check's
 weights (:func:`fit`) on those faces against the candidates of ``--seeds`` (``--json`` writes every record).
+``--detector`` picks the detector (default: the estimator's, ``tiled``, which tiles frames from 1280 px wide;
+``mediapipe``: the whole-frame search alone).
 """
 
 from __future__ import annotations
@@ -53,9 +56,9 @@ class Recorder:
         self.estimator = estimator
         cfg = estimator.config
         self.upright = None
-        if cfg.detector == "mediapipe":
-            options = dict(cfg.detector_options, turns=1)
-            self.upright = DETECTORS.create("mediapipe", **options)
+        if cfg.detector in ("mediapipe", "tiled"):
+            upright = DETECTORS.create(cfg.detector, **dict(cfg.detector_options, turns=1))
+            self.upright = getattr(upright, "base", upright)  # tiled: its whole-frame pass (it takes ``turns``)
         self.quality = FaceQuality()
 
     def candidates(self, img: np.ndarray, search_all: bool = True) -> list[dict[str, Any]]:
@@ -74,11 +77,13 @@ class Recorder:
         pairs = [(b, k) for b, k in zip(boxes, located) if k is not None and k.landmarks is not None]
         if not pairs:
             return []
-        evidence = self.quality.evidence(img, [k for _, k in pairs], [b.score for b, _ in pairs])
+        evidence = self.quality.evidence(img, [k for _, k in pairs], [b.score for b, _ in pairs],
+                                         [b.unsure for b, _ in pairs])
         out = []
         for (box, kp), ev in zip(pairs, evidence):
             extent = kp.landmarks.max(0) - kp.landmarks.min(0)
-            out.append({"origin": _origin(box, upright) if self.upright else "unknown",
+            origin = "tile" if box.unsure else _origin(box, upright) if self.upright else "unknown"
+            out.append({"origin": origin,
                         "box": [round(float(v), 1) for v in (box.x0, box.y0, box.x1, box.y1)],
                         "width_px": round(float(np.max(extent)), 1), **asdict(ev)})
         return out
@@ -124,13 +129,20 @@ def positives(recorder: Recorder, fmt: str, path: str, limit: Optional[int] = No
 
 
 def summarize(n: int, records: Sequence[dict[str, Any]], thresholds: Sequence[float]) -> dict[str, Any]:
-    """False faces per frame with the check off and at each threshold, with their origins and frames."""
+    """False faces per frame with the check off and at each threshold, with their origins and frames, and how many
+    candidates only the tiles found (origin ``tile``) the check rejected for their presence alone (``UNSURE_PRESENCE``,
+    :func:`headpose_ros.estimator.quality.quality_from`: they would pass without it)."""
+    from ..estimator.quality import quality_from
+
     out: dict[str, Any] = {"frames": n, "candidates": len(records),
                            "no_check": round(len(records) / max(n, 1), 4),
                            "by_origin": dict(Counter(r["origin"] for r in records))}
     for t in thresholds:
         passed = [r for r in records if r["quality"] >= t]
+        unsure = sum(r["origin"] == "tile" and r["quality"] < t <= quality_from(
+            r["mirror"], r["presence"], r["score"], r["width_px"], r["profile"]) for r in records)
         out[f"at_{t:g}"] = {"false_faces": len(passed), "per_frame": round(len(passed) / max(n, 1), 4),
+                            "rejected_as_unsure": unsure,
                             "by_origin": dict(Counter(r["origin"] for r in passed)),
                             "passed": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()
                                         if k != "box"} for r in passed]}
@@ -176,12 +188,15 @@ def _estimator(args: argparse.Namespace) -> Any:
     from ..estimator.config import EstimatorConfig
     from ..estimator.pipeline import HeadPoseEstimator
 
-    options = dict(kv.split("=", 1) for kv in args.detector_option)
-    parsed = {k: (int(v) if v.isdigit() else v) for k, v in options.items()}
-    return HeadPoseEstimator(EstimatorConfig(min_face_quality=0.0, detector_options=parsed))
+    from .common import _parse_options
+
+    parsed = _parse_options(args.detector_option, "--detector-option")
+    return HeadPoseEstimator(EstimatorConfig(detector=args.detector, min_face_quality=0.0, detector_options=parsed))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from ..estimator.config import EstimatorConfig
+
     parser = argparse.ArgumentParser(prog="python -m headpose_ros.tools.false_faces", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="*", default=[1, 3, 6], help="seeds of the negative scenes")
@@ -194,7 +209,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--positives", nargs="+", action="append", default=[], metavar="FORMAT PATH [EVERY]",
                         help="a labelled data set's faces (its every EVERY-th sample, default 1); repeatable")
     parser.add_argument("--limit", type=int, default=None, help="positives: at most this many samples")
-    parser.add_argument("--detector-option", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--detector", default=EstimatorConfig.detector,
+                        help=f"face detector (default {EstimatorConfig.detector}: frames from 1280 px wide get tiles)")
+    parser.add_argument("--detector-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a detector option, its value YAML (e.g. tile_options='{models: full, turns: 1}')")
     parser.add_argument("--fit", action="store_true",
                         help="fit the quality's weights on the positives against the negatives of --seeds")
     parser.add_argument("--lowest", type=float, default=0.64, help="--fit: quality of the least face-like face")

@@ -196,7 +196,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from ..estimator.config import EstimatorConfig
         from ..estimator.pipeline import HeadPoseEstimator
 
-        estimators = {"mediapipe": HeadPoseEstimator(EstimatorConfig(min_face_score=args.min_score)),
+        estimators = {"mediapipe": HeadPoseEstimator(EstimatorConfig(detector="mediapipe",
+                                                                     min_face_score=args.min_score)),
                       "tiled": HeadPoseEstimator(EstimatorConfig(detector="tiled", detector_options=tiled_options,
                                                                  min_face_score=args.min_score))}
         detectors: dict[str, Any] = dict(estimators)

@@ -10,8 +10,9 @@ Two runtimes give the same detections (a test compares them): ``tflite`` (the de
 detection graph does (letterboxed input in [-1, 1], SSD anchors, sigmoid scores, weighted non-maximum suppression,
 letterbox removal); ``graph`` calls ``mediapipe.solutions.face_detection``, whose graph overhead cost more than
 the models themselves. As in the graph, each model keeps no detection below its own floor (0.5 short-range, 0.6
-full-range) whatever ``min_score`` says; :class:`BlazeFaceTflite` alone takes any. Every box carries BlazeFace's
-six keypoints (right eye, left eye, nose tip, mouth, right ear tragion, left ear tragion;
+full-range) whatever ``min_score`` says (``graph_floor: false``, tflite runtime only, drops the floors: the tiled
+detector's tiles keep full-range detections from 0.5 and hold what they alone find to a stricter check). Every box
+carries BlazeFace's six keypoints (right eye, left eye, nose tip, mouth, right ear tragion, left ear tragion;
 :data:`~headpose_ros.estimator.types.DETECTOR_KEYPOINT_NAMES`) in image pixels, which the face mesh uses to align
 its crop with the face's roll.
 """
@@ -227,7 +228,7 @@ class MediaPipeFaceDetector:
     def __init__(self, models: str = "both", min_score: float = 0.3, nms_iou: float = 0.3, runtime: str = "tflite",
                  num_threads: int = 1, turns: "int | str" = "on_doubt", turn_below: float = 0.7,
                  turn_models: str = "full", turn_min_score: float = 0.7, turn_margin: float = 0.1,
-                 turn_min_px: float = 48.0):
+                 turn_min_px: float = 48.0, graph_floor: bool = True):
         names = ["short", "full"] if models == "both" else [models]
         if any(n not in _MODEL_SELECTION for n in names):
             raise ConfigError(f"mediapipe detector models must be short, full or both, not {models!r}")
@@ -235,6 +236,9 @@ class MediaPipeFaceDetector:
             raise ConfigError("mediapipe detector min_score and nms_iou must lie in [0, 1]")
         if runtime not in ("tflite", "graph"):
             raise ConfigError(f"mediapipe detector runtime must be tflite or graph, not {runtime!r}")
+        if not isinstance(graph_floor, bool) or (runtime == "graph" and not graph_floor):
+            raise ConfigError(f"mediapipe detector graph_floor must be true or false (true with the graph runtime), "
+                              f"not {graph_floor!r}")
         if turns not in (1, 4, "auto", "on_doubt"):
             raise ConfigError(f"mediapipe detector turns must be 1, 4, auto or on_doubt, not {turns!r}")
         self.nms_iou, self.runtime, self.turn_below = float(nms_iou), runtime, float(turn_below)
@@ -248,8 +252,8 @@ class MediaPipeFaceDetector:
             raise ConfigError(f"mediapipe detector turn_models must be short, full or both, not {turn_models!r}")
         self._turn_models = [i for i, n in enumerate(names) if n in turned] or list(range(len(names)))
         if runtime == "tflite":
-            self._detectors = [BlazeFaceTflite(SPECS[n], max(float(min_score), SPECS[n].graph_min_score), num_threads)
-                               for n in names]
+            self._detectors = [BlazeFaceTflite(SPECS[n], max(float(min_score), SPECS[n].graph_min_score if graph_floor
+                                                             else 0.0), num_threads) for n in names]
             return
         try:
             from mediapipe.python.solutions import face_detection

@@ -10,21 +10,32 @@ dropped; all boxes are then merged: a box overlapping a better-scored one by mor
 (intersection over union) or lying mostly inside it (intersection over the smaller box above
 ``containment``) is removed.
 
-The cost grows with the number of tiles (``tile_count`` tells it for a frame size; with the defaults 84 at
-1920x1080, 40 at 1280x720). The tile detector is BlazeFace full-range, upright only (``turns: 1``): the
-upside-down pass that the ``mediapipe`` detector makes by default doubled the tiles' cost and found no more
-small faces. Measured through the whole pipeline (face-quality check included) with ``python -m
-headpose_ros.tools.small_faces --pipeline --seeds 0 1 --negatives-seed 3`` (four public portraits pasted at
-40-160 px, 56 faces per frame size; 82 frames without faces), interleaved frame by frame: found 96.4 %
-(1920x1080) and 92.9 % (1280x720) against 37.5 % and 60.7 % for the default detector, 0 false faces, at 12.8x
-the default pipeline's time per frame (18x with the upside-down pass, in an earlier run). What is missed at
-1280x720 is mostly the cameraman at 50 and 120 px, whom the full-range model scores below its floor of 0.6;
-short- and full-range on the tiles (``tile_options: {models: both, turns: 1}``) find him, but let a false face
-through (see docs/reliability.md). Combine the tiles with the face-quality check (on by default): they
-multiply the detector's false faces.
+The estimator's default detector: a frame narrower than ``min_width`` pixels (default 1280) gets no tiles, i.e.
+exactly the base detector's search, boxes and cost (640x480 frames match the ``mediapipe`` detector box for box);
+options that are not the tiled detector's own go to its base detector, so ``detector_options`` written for
+``mediapipe`` (``models``, ``turns``, ``min_score``, ...) keep their meaning. ``num_threads`` goes to both.
 
-A frame narrower than ``min_width`` pixels gets no tiles, i.e. exactly the base detector's search and cost
-(``min_width: 1280`` tiles only HD frames; 640x480 frames then match the ``mediapipe`` detector box for box).
+The cost grows with the number of tiles (``tile_count`` tells it for a frame size; with the defaults 84 at
+1920x1080, 40 at 1280x720). The tile detector (``TILE_OPTIONS``) is BlazeFace full-range, upright only (``turns:
+1``: the upside-down pass doubled the tiles' cost and found no more small faces), keeping detections from a score
+of 0.5 (``graph_floor: false``) instead of the model's floor of 0.6: with the floor the tiles missed the cameraman
+at 50 and 120 px in 1280x720 frames, whom the model mostly scores 0.5-0.6. Short- and full-range on the tiles
+(``tile_options: {models: both, turns: 1}``) found him too, but cost more (17.4x the default's time per frame
+against 12.9x in one earlier run) and let a false face through. A box that only the tiles find (no whole-frame box
+overlaps it) is ``unsure`` (:attr:`~headpose_ros.estimator.types.FaceBox.unsure`): the face-quality check passes
+it only when the face mesh's presence reaches 0.99 (:data:`~headpose_ros.estimator.quality.UNSURE_PRESENCE`). The
+tiles search a frame 40-84 times and meet that many more face-like things (helmets, a rocket, a space suit at
+24-82 px, presence 0.56-0.985); the faces that only the tiles found in the generated scenes below (seeds 0-5) had
+presence 0.9967 or more (an ad-hoc analysis, not shipped). Keep the face-quality check on (the default): with
+``min_face_quality: 0`` nothing holds the tiles' boxes back.
+
+Measured through the whole pipeline with ``python -m headpose_ros.tools.small_faces --pipeline`` (four public
+portraits pasted at 40-160 px, 56 faces per frame size and seed pair; 82 frames without faces per negatives
+seed), interleaved frame by frame with the ``mediapipe`` detector: seeds 0 1, negatives seed 3 (tuned on): found
+98.2 % (1920x1080) and 98.2 % (1280x720) against 37.5 % and 60.7 %, 0 false faces, at 10.3x the ``mediapipe``
+pipeline's time per HD frame; seeds 2 3, negatives seed 6 (not tuned on): 100 % and 98.2 % against 32.1 % and
+55.4 %, 0 false faces, at 10.5x. Before (floor 0.6, no ``unsure`` rule): 96.4 / 92.9 % and 98.2 / 96.4 %, 1 false
+face (docs/reliability.md, "Small faces").
 
 Video mode (:mod:`headpose_ros.estimator.video`) spreads the tiles over frames: :meth:`detect_stream` (a
 periodic detection while faces are followed) and :meth:`detect_idle` (each frame while none is in view, after
@@ -36,6 +47,7 @@ tile once; a face found is then followed by the face mesh without tiles. Figures
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, Optional
 
@@ -43,6 +55,10 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..types import FaceBox
+
+#: The tile detector's options unless ``tile_options`` says otherwise: BlazeFace full-range, upright only, keeping
+#: detections from 0.5 (below the model's own floor of 0.6: what only the tiles find is ``unsure`` anyway).
+TILE_OPTIONS: dict[str, Any] = {"models": "full", "turns": 1, "graph_floor": False, "min_score": 0.5}
 
 
 def tile_origins(length: int, tile: int, overlap: float) -> list[int]:
@@ -99,13 +115,15 @@ def merge_boxes(boxes: list[FaceBox], iou: float, containment: float) -> list[Fa
 
 
 class TiledFaceDetector:
-    """The whole frame through ``base``, plus a pyramid of tiles through ``tile_detector``; image pixels."""
+    """The whole frame through ``base``, plus a pyramid of tiles through ``tile_detector``; image pixels. Boxes that
+    only the tiles found are ``unsure``; options not named here go to ``base`` (``num_threads`` to both)."""
 
     def __init__(self, base: str = "mediapipe", base_options: Optional[dict[str, Any]] = None,
                  tile_detector: str = "mediapipe", tile_options: Optional[dict[str, Any]] = None,
                  tile_px: int = 256, overlap: float = 0.35, max_tile_fraction: float = 0.9,
                  nms_iou: float = 0.3, containment: float = 0.6, edge_margin: float = 0.02, stream_tiles: int = 12,
-                 min_width: int = 0):
+                 min_width: int = 1280, num_threads: Optional[int] = None,
+                 **more_base_options: Any):
         if base == "tiled" or tile_detector == "tiled":
             raise ConfigError("the tiled detector cannot wrap itself")
         if not 64 <= int(tile_px) <= 4096:
@@ -115,11 +133,22 @@ class TiledFaceDetector:
         for name, value, low in (("stream_tiles", stream_tiles, 1), ("min_width", min_width, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"tiled detector {name} must be an integer >= {low}, not {value!r}")
+        clash = sorted(set(more_base_options) & set(base_options or {}))
+        if clash:
+            raise ConfigError(f"tiled detector options {', '.join(clash)} given both in base_options and beside them")
         from . import DETECTORS
 
-        self.base = DETECTORS.create(base, **(base_options or {}))
-        self.tiles = DETECTORS.create(tile_detector, **(tile_options if tile_options is not None
-                                                        else {"models": "full", "turns": 1}))
+        def options(name: str, given: dict[str, Any]) -> dict[str, Any]:
+            threads = "num_threads" in inspect.signature(DETECTORS.resolve(name)).parameters
+            return {"num_threads": num_threads, **given} if num_threads is not None and threads else given
+
+        try:
+            self.base = DETECTORS.create(base, **options(base, {**(base_options or {}), **more_base_options}))
+        except ConfigError as exc:
+            raise ConfigError(f"tiled detector: an option that is not its own goes to its base detector {base!r}, "
+                              f"which refused it: {exc}") from exc
+        self.tiles = DETECTORS.create(tile_detector, **options(tile_detector, dict(
+            TILE_OPTIONS if tile_options is None else tile_options)))
         self.tile_px, self.overlap = int(tile_px), float(overlap)
         self.max_tile_fraction = float(max_tile_fraction)
         self.nms_iou, self.containment, self.edge_margin = float(nms_iou), float(containment), float(edge_margin)
@@ -152,16 +181,25 @@ class TiledFaceDetector:
                 cut = ((x0 > 0 and b.x0 < margin) or (y0 > 0 and b.y0 < margin)
                        or (x1 < width and b.x1 > (x1 - x0) - margin) or (y1 < height and b.y1 > (y1 - y0) - margin))
                 if not cut:
-                    boxes.append(FaceBox(b.x0 + x0, b.y0 + y0, b.x1 + x0, b.y1 + y0, b.score))
+                    boxes.append(FaceBox(b.x0 + x0, b.y0 + y0, b.x1 + x0, b.y1 + y0, b.score, unsure=True))
         return boxes
+
+    def _merged(self, whole: list[FaceBox], tiled: list[FaceBox]) -> list[FaceBox]:
+        """The whole frame's boxes and the tiles' (``unsure``) merged (:func:`merge_boxes`); a tile box that a
+        whole-frame box overlaps (IoU above ``nms_iou``) is sure."""
+        out = []
+        for box in merge_boxes(whole + tiled, self.nms_iou, self.containment):
+            if box.unsure and any(box.iou(w) > self.nms_iou for w in whole):
+                box = FaceBox(box.x0, box.y0, box.x1, box.y1, box.score, box.keypoints)
+            out.append(box)
+        return out
 
     def detect(self, image_bgr: np.ndarray) -> list[FaceBox]:
         """Faces of the whole frame and of every tile, merged, best score first (a frame without tiles: exactly
         the base detector's)."""
         tiles = self.grid(image_bgr.shape[1], image_bgr.shape[0])
         whole = list(self.base.detect(image_bgr))
-        return merge_boxes(whole + self._tile_boxes(image_bgr, tiles), self.nms_iou, self.containment) if tiles \
-            else whole
+        return self._merged(whole, self._tile_boxes(image_bgr, tiles)) if tiles else whole
 
     def detect_stream(self, image_bgr: np.ndarray, step: int) -> list[FaceBox]:
         """A stream's search in steps (video mode): the whole frame as the base detector searches it in a
@@ -172,8 +210,7 @@ class TiledFaceDetector:
         whole = list(base_stream(image_bgr, step) if callable(base_stream) else self.base.detect(image_bgr))
         if not tiles:
             return whole
-        boxes = whole + self._tile_boxes(image_bgr, stream_subset(tiles, step, self.stream_tiles))
-        return merge_boxes(boxes, self.nms_iou, self.containment)
+        return self._merged(whole, self._tile_boxes(image_bgr, stream_subset(tiles, step, self.stream_tiles)))
 
     def detect_idle(self, image_bgr: np.ndarray, step: int) -> Optional[list[FaceBox]]:
         """Video mode's search while no face is in view: :meth:`detect_stream`, so that a small newcomer is found
