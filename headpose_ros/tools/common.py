@@ -90,7 +90,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, *, defaults_note: str 
                        help="a keypoint backend option (value parsed as YAML), repeatable")
 
 
-def _parse_options(items: Sequence[str], flag: str) -> dict[str, Any]:
+def parse_options(items: Sequence[str], flag: str) -> dict[str, Any]:
     import yaml
 
     options: dict[str, Any] = {}
@@ -143,8 +143,8 @@ def config_from_args(args: argparse.Namespace, base: Optional[Mapping[str, Any]]
         value = getattr(args, attr, None)
         if value is not None:
             values[field_name] = value
-    det = _parse_options(getattr(args, "detector_option", None) or [], "--detector-option")
-    kp = _parse_options(getattr(args, "keypoint_option", None) or [], "--keypoint-option")
+    det = parse_options(getattr(args, "detector_option", None) or [], "--detector-option")
+    kp = parse_options(getattr(args, "keypoint_option", None) or [], "--keypoint-option")
     if det:
         values["detector_options"] = {**dict(values.get("detector_options") or {}), **det}
     if kp:

@@ -187,10 +187,9 @@ def fit(faces: Sequence[dict[str, Any]], non_faces: Sequence[dict[str, Any]], lo
 def _estimator(args: argparse.Namespace) -> Any:
     from ..estimator.config import EstimatorConfig
     from ..estimator.pipeline import HeadPoseEstimator
+    from .common import parse_options
 
-    from .common import _parse_options
-
-    parsed = _parse_options(args.detector_option, "--detector-option")
+    parsed = parse_options(args.detector_option, "--detector-option")
     return HeadPoseEstimator(EstimatorConfig(detector=args.detector, min_face_quality=0.0, detector_options=parsed))
 
 
