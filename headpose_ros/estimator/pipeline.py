@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -15,7 +14,6 @@ from .detectors import DETECTORS, FaceDetector
 from .errors import ConfigError
 from .images import to_bgr8
 from .keypoints import KEYPOINT_SOURCES, KeypointSource
-from .registry import Registry
 from .regressor import HeadPoseRegressor
 from .types import (HEATMAP_SIZE, LEFT_EYE, NUM_KEYPOINTS, RIGHT_EYE, CameraIntrinsics, FaceBox, FaceKeypoints,
                     FaceResult, FrameResult, HeadPose)
@@ -33,21 +31,14 @@ SAME_FACE_IOU = 0.3
 DOUBT_TILT_DEG = 40.0
 
 
-def _with_threads(registry: Registry, name: str, options: dict[str, Any], threads: int) -> dict[str, Any]:
-    """``options`` plus ``num_threads=threads`` when backend ``name`` takes that option and it is not set."""
-    if "num_threads" in options or "num_threads" not in inspect.signature(registry.resolve(name)).parameters:
-        return dict(options)
-    return {**options, "num_threads": threads}
-
-
 def build_stages(config: EstimatorConfig) -> tuple[FaceDetector, KeypointSource]:
     """The detector and keypoint source that ``config`` names, built with their options (and its
     ``cpu_threads`` where a backend takes ``num_threads``)."""
     threads = config.cpu_threads
-    detector = DETECTORS.create(config.detector, **_with_threads(DETECTORS, config.detector,
-                                                                 config.detector_options, threads))
+    detector = DETECTORS.create(config.detector,
+                                **DETECTORS.with_threads(config.detector, config.detector_options, threads))
     return detector, KEYPOINT_SOURCES.create(
-        config.keypoints, **_with_threads(KEYPOINT_SOURCES, config.keypoints, config.keypoint_options, threads))
+        config.keypoints, **KEYPOINT_SOURCES.with_threads(config.keypoints, config.keypoint_options, threads))
 
 
 class HeadPoseEstimator:

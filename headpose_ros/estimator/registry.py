@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 from typing import Any
 
 from .errors import BackendUnavailableError, ConfigError
@@ -46,6 +47,13 @@ class Registry:
         except AttributeError:
             raise ConfigError(
                 f"{self.stage} backend {name!r} names {self._entries[name]}, which does not exist") from None
+
+    def with_threads(self, name: str, options: dict[str, Any], threads: int) -> dict[str, Any]:
+        """``options`` plus ``num_threads=threads`` when backend ``name`` takes that option and ``options`` does
+        not set it (a copy either way)."""
+        if "num_threads" in options or "num_threads" not in inspect.signature(self.resolve(name)).parameters:
+            return dict(options)
+        return {**options, "num_threads": threads}
 
     def create(self, name: str, **options: Any) -> Any:
         """An instance of backend ``name`` built with ``options``; unknown options raise ConfigError."""

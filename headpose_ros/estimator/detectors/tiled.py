@@ -47,7 +47,6 @@ tile once; a face found is then followed by the face mesh without tiles. Figures
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any, Optional
 
@@ -139,8 +138,7 @@ class TiledFaceDetector:
         from . import DETECTORS
 
         def options(name: str, given: dict[str, Any]) -> dict[str, Any]:
-            threads = "num_threads" in inspect.signature(DETECTORS.resolve(name)).parameters
-            return {"num_threads": num_threads, **given} if num_threads is not None and threads else given
+            return DETECTORS.with_threads(name, given, num_threads) if num_threads is not None else given
 
         try:
             self.base = DETECTORS.create(base, **options(base, {**(base_options or {}), **more_base_options}))
