@@ -319,19 +319,13 @@ class HeadPoseRegressor:
             raise ValueError(f"heatmaps must be (N, {', '.join(map(str, expected))}), not {batch.shape}")
         if batch.shape[0] == 0:
             return np.zeros((0, 3))
-        if self._interp is not None and self.runtime == "tflite_int8":
-            # Resizing the 8-bit (hybrid-kernel) interpreter more than once makes its destructor crash (TF 2.19):
-            # it stays at batch 1 and runs the faces one by one.
-            out = np.empty((batch.shape[0], 3), np.float32)
-            for i in range(batch.shape[0]):
-                self._interp.set_tensor(self._in, np.ascontiguousarray(batch[i:i + 1]))
-                self._interp.invoke()
-                out[i] = self._interp.get_tensor(self._out)[0]
-            return decode_labels(out, self.card.label_scale_deg)
         if self._interp is not None:  # in chunks of at most TFLITE_MAX_BATCH faces: see there
+            # Resizing the 8-bit (hybrid-kernel) interpreter more than once makes its destructor crash (TF 2.19):
+            # it stays at batch 1 (chunks of one face never resize it) and runs the faces one by one.
+            limit = 1 if self.runtime == "tflite_int8" else TFLITE_MAX_BATCH
             out = np.empty((batch.shape[0], 3), np.float32)
-            for start in range(0, batch.shape[0], TFLITE_MAX_BATCH):
-                chunk = batch[start:start + TFLITE_MAX_BATCH]
+            for start in range(0, batch.shape[0], limit):
+                chunk = batch[start:start + limit]
                 if chunk.shape[0] != self._batch:
                     self._interp.resize_tensor_input(self._in, list(chunk.shape))
                     self._interp.allocate_tensors()
