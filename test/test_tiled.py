@@ -324,3 +324,24 @@ def test_video_measurement_counts_frames_to_find_and_kept_frames(monkeypatch) ->
     assert fig["clips"] == 3 and fig["found_within_2"] == 0.0 and fig["found_within_3"] == 1.0
     assert fig["frames_to_find_max"] == 3 and fig["found"] == 1.0
     assert fig["kept"] == pytest.approx(6 / 8)  # frames 4-11 after the first find: 4 and 8 are missed
+
+
+def test_found_rate_per_yaw_band_of_labelled_sources(monkeypatch) -> None:
+    from headpose_ros.tools import scenes, small_faces
+
+    truth = FaceBox(10, 10, 50, 50, 1.0)
+    sources = [scenes.FaceSource(f"s{i}", np.full((8, 8, 3), i, np.uint8), truth, (yaw, 0.0, 0.0))
+               for i, yaw in enumerate((10.0, -50.0, 70.0, -85.0))]
+    monkeypatch.setattr(scenes, "face_scene", lambda source, width, size, rng: (source.image, truth))
+
+    class Fake:
+        """Finds the faces of the first two sources (|yaw| below 60 deg) only."""
+
+        def detect(self, img):
+            return [FaceBox(11, 11, 49, 49, 0.9)] if img[0, 0, 0] < 2 else []
+
+    out = small_faces.measure({"fake": Fake()}, [(320, 240)], [40], [0, 1], sources=sources)
+    bands = out["fake"]["found_by_abs_yaw"]
+    assert list(bands) == ["0-45", "45-60", "60-75", "75-180"]
+    assert [bands[b]["found"] for b in bands] == [1.0, 1.0, 0.0, 0.0]
+    assert all(bands[b]["faces"] == 2 for b in bands) and out["fake"]["found"]["320x240"] == 0.5

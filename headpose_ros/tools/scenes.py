@@ -26,11 +26,13 @@ from ..estimator.types import FaceBox
 
 @dataclass(frozen=True)
 class FaceSource:
-    """A photograph (BGR uint8) and its face's box in it (image pixels, BlazeFace's box, measured once)."""
+    """A photograph (BGR uint8) and its face's box in it (image pixels, BlazeFace's box, measured once);
+    ``ypr`` is the face's labelled (yaw, pitch, roll) in degrees where a dataset gives it."""
 
     name: str
     image: np.ndarray
     box: FaceBox
+    ypr: Optional[tuple[float, float, float]] = None
 
 
 def _skimage_data():

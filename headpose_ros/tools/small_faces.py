@@ -26,22 +26,55 @@ from . import scenes
 
 SIZES = ((1920, 1080), (1280, 720))
 WIDTHS = (40, 50, 60, 80, 100, 120, 160)
+#: Bands of labelled |yaw| (degrees, lower bound inclusive) in which dataset faces' found rates are reported.
+YAW_BANDS = ((0.0, 45.0), (45.0, 60.0), (60.0, 75.0), (75.0, 180.0))
 
 
 def _found(boxes: list, truth: Any, min_score: float) -> bool:
     return any(b.iou(truth) > 0.3 and b.score >= min_score for b in boxes)
 
 
+def _yaw_band(ypr: Sequence[float]) -> str:
+    yaw = abs(float(ypr[0]))
+    return next(f"{lo:g}-{hi:g}" for lo, hi in YAW_BANDS if lo <= yaw < hi or hi == YAW_BANDS[-1][1])
+
+
+def dataset_sources(fmt: str, path: str, every: int, estimator: Any) -> tuple[list[scenes.FaceSource], int]:
+    """Face sources from a labelled dataset (e.g. ``aflw2000``, one face per image): every ``every``-th sample,
+    its face's box the one ``estimator`` reports on the whole image nearest the labelled face (the box that
+    the found test of :func:`measure` compares with, as the shipped portraits' boxes are BlazeFace's).
+
+    Returns the sources and how many samples were left out because the estimator found no face in them."""
+    from .datasets import load_dataset
+
+    sources, missed = [], 0
+    for i, sample in enumerate(load_dataset(fmt, path)):
+        if i % every:
+            continue
+        image = sample.load_image()
+        boxes = [f.box for f in estimator.process(image).faces]
+        if not boxes:
+            missed += 1
+            continue
+        cx, cy = sample.face_xy or (image.shape[1] / 2.0, image.shape[0] / 2.0)
+        box = min(boxes, key=lambda b: (b.center[0] - cx) ** 2 + (b.center[1] - cy) ** 2)
+        sources.append(scenes.FaceSource(sample.name, image, box, tuple(float(v) for v in sample.ypr)))
+    return sources, missed
+
+
 def measure(detectors: dict[str, Any], sizes: Sequence[tuple[int, int]] = SIZES, widths: Sequence[int] = WIDTHS,
             seeds: Sequence[int] = (0, 1), min_score: float = 0.5, negatives_seed: Optional[int] = None,
-            runner: Optional[Any] = None) -> dict[str, Any]:
+            runner: Optional[Any] = None, sources: Optional[Sequence[scenes.FaceSource]] = None) -> dict[str, Any]:
     """Found rate per frame size and face width, false faces per frame and median detect time per detector.
 
     ``detectors`` maps a label to an object with ``detect(image_bgr) -> list[FaceBox]``; with ``runner``
     (a callable image -> list[FaceBox] per label, e.g. an estimator's reported boxes) that is used instead.
+    ``sources`` default to the shipped portraits (:func:`scenes.face_sources`); sources with labelled angles
+    (:func:`dataset_sources`) add the found rate per band of |yaw| (:data:`YAW_BANDS`).
     """
-    sources = scenes.face_sources()
+    sources = list(sources) if sources is not None else scenes.face_sources()
     found: dict[str, dict[str, list[int]]] = {k: {} for k in detectors}
+    by_yaw: dict[str, dict[str, list[int]]] = {k: {} for k in detectors}
     times: dict[str, list[float]] = {k: [] for k in detectors}
     for size in sizes:
         for width in widths:
@@ -54,7 +87,10 @@ def measure(detectors: dict[str, Any], sizes: Sequence[tuple[int, int]] = SIZES,
                         t0 = time.perf_counter()
                         boxes = runner(label, img) if runner else det.detect(img)
                         times[label].append(time.perf_counter() - t0)
-                        found[label].setdefault(key, []).append(int(_found(boxes, truth, min_score)))
+                        hit = int(_found(boxes, truth, min_score))
+                        found[label].setdefault(key, []).append(hit)
+                        if source.ypr is not None:
+                            by_yaw[label].setdefault(_yaw_band(source.ypr), []).append(hit)
     out: dict[str, Any] = {"faces_per_cell": len(seeds) * len(sources)}
     for label in detectors:
         cells = {k: round(float(np.mean(v)), 3) for k, v in found[label].items()}
@@ -63,6 +99,10 @@ def measure(detectors: dict[str, Any], sizes: Sequence[tuple[int, int]] = SIZES,
                     for w, h in sizes}
         out[label] = {"found": per_size, "found_by_width": cells,
                       "detect_ms_median": round(1000 * float(np.median(times[label])), 2)}
+        if by_yaw[label]:
+            out[label]["found_by_abs_yaw"] = {band: {"found": round(float(np.mean(v)), 3), "faces": len(v)}
+                                              for band, v in sorted(by_yaw[label].items(),
+                                                                    key=lambda kv: float(kv[0].split("-")[0]))}
     if negatives_seed is not None:
         counts = dict.fromkeys(detectors, 0)
         n = 0
@@ -180,6 +220,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--video", action="store_true",
                         help="video mode on clips where a face appears (measure_video; the whole estimator)")
     parser.add_argument("--frames", type=int, default=30, help="--video: frames with the face per clip")
+    parser.add_argument("--faces", nargs=2, metavar=("FORMAT", "PATH"), default=None,
+                        help="paste the faces of a labelled dataset (e.g. aflw2000 ../shared/data/aflw2000_dev) "
+                             "instead of the shipped portraits; found rates are also given per band of |yaw|")
+    parser.add_argument("--every", type=int, default=3, help="--faces: take every N-th sample")
     parser.add_argument("--json", default=None, help="write the figures to this file")
     args = parser.parse_args(argv)
     from ..estimator.detectors import DETECTORS
@@ -210,12 +254,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     else:
         detectors = {"mediapipe": DETECTORS.create("mediapipe"), "tiled": DETECTORS.create("tiled", **tiled_options)}
         tiled = detectors["tiled"]
+    sources, extra = None, {}
+    if args.faces:
+        if args.video:
+            parser.error("--faces applies to single frames, not --video")
+        from ..estimator.config import EstimatorConfig
+        from ..estimator.pipeline import HeadPoseEstimator
+
+        sources, missed = dataset_sources(args.faces[0], args.faces[1], max(1, args.every),
+                                          HeadPoseEstimator(EstimatorConfig(detector="mediapipe")))
+        extra = {"dataset": args.faces, "sources": len(sources), "left_out_not_found_whole": missed}
     if args.video:
         result = measure_video(estimators, sizes, widths=args.widths, seeds=args.seeds, frames=args.frames,
                                min_score=args.min_score)
     else:
         result = measure(detectors, sizes, widths=args.widths, seeds=args.seeds, min_score=args.min_score,
-                         negatives_seed=args.negatives_seed, runner=runner)
+                         negatives_seed=args.negatives_seed, runner=runner, sources=sources)
+    result.update(extra)
     result["tiles"] = {f"{w}x{h}": {"tiles": tiled.tile_count(w, h), "stream_cycle": tiled.stream_cycle(w, h)}
                        for w, h in sizes}
     text = json.dumps(result, indent=1)
