@@ -97,8 +97,12 @@ W_MIRROR, W_PRESENCE, W_SCORE, W_FRONTAL, BIAS = -1.98, 4.93, 28.61, -5.88, -26.
 SCORE_CAP = 0.8
 #: Faces narrower than this (image pixels, extent of the landmarks) need the mesh's presence as well.
 SMALL_FACE_PX = 80.0
-#: Presence that a face of an ``unsure`` detector box needs (see the module docstring).
+#: Presence that a face of an ``unsure`` detector box needs (see the module docstring)...
 UNSURE_PRESENCE = 0.99
+#: ... unless its mesh shows a profile (:func:`profile_of` at least ``UNSURE_PROFILE``) with a presence of at least
+#: ``UNSURE_PROFILE_PRESENCE`` and a detector score of at least ``UNSURE_PROFILE_SCORE``: the mesh's presence is
+#: low for real profiles, and on the blur of a small non-face it fits a symmetric, frontal-looking face.
+UNSURE_PROFILE, UNSURE_PROFILE_PRESENCE, UNSURE_PROFILE_SCORE = 0.95, 0.5, 0.6
 #: Mesh landmark indices averaged into nose tip, right eye and left eye (as the face_mesh source does).
 _NOSE_EYES = ((1,), (33, 133, 159, 145), (362, 263, 386, 374))
 #: The keypoint source's presence (``FaceKeypoints.presence``) from which the check takes it instead of running the
@@ -145,8 +149,9 @@ def quality_from(mirror: float, presence: float, score: float, width_px: float =
     """The quality in [0, 1) of a face with mirror disagreement ``mirror`` (fraction of its size), mesh presence
     and detector score in [0, 1], ``width_px`` pixels wide, turned by ``profile`` (:func:`profile_of`): at most the
     presence below ``SMALL_FACE_PX``, and 0 for an ``unsure`` detection (:attr:`FaceBox.unsure`) whose presence is
-    below ``UNSURE_PRESENCE``."""
-    if unsure and presence < UNSURE_PRESENCE:
+    below ``UNSURE_PRESENCE`` (unless it is a profile within the ``UNSURE_PROFILE*`` bounds)."""
+    if unsure and presence < UNSURE_PRESENCE and not (
+            profile >= UNSURE_PROFILE and presence >= UNSURE_PROFILE_PRESENCE and score >= UNSURE_PROFILE_SCORE):
         return 0.0
     logit = (W_MIRROR * math.log(max(mirror, 0.0) + 1e-3) + W_PRESENCE * presence
              + W_SCORE * min(max(score, 0.0), SCORE_CAP)
