@@ -51,7 +51,11 @@ the tiles found reached the check, against 21 from the whole frame. On the gener
 headpose_ros.tools.small_faces`` (seeds 0-5, 1920x1080 and 1280x720) the 169 faces that only the tiles found had
 presence 0.9967-1.0; the non-faces that only the tiles found and that passed the check otherwise (helmets, the
 astronaut's suit, a rocket, seeds 3, 6, 7, 8 of the frames without faces) 0.56-0.985 (an ad-hoc script, not
-shipped; docs/reliability.md, "Small faces").
+shipped; docs/reliability.md, "Small faces"). A profile is the exception (``UNSURE_PROFILE*``): the mesh's
+presence is low for real profiles, so an unsure face whose mesh places the nose beyond an ear's outline
+(:func:`profile_of` at least 0.95) passes from a presence of 0.5 and a detector score of 0.6; no non-face that only
+the tiles found in the generated HD frames without faces met those bounds (docs/reliability.md, "Profiles that
+only the tiles find").
 
 The weights were fitted (logistic regression, both classes weighted alike, :func:`headpose_ros.tools.
 false_faces.fit`) on the development sets' faces (AFLW2000 dev and every second BIWI dev crop: 1,301 faces,
@@ -237,4 +241,4 @@ class FaceQuality:
 
 
 __all__ = ["FaceQuality", "FaceEvidence", "quality_from", "profile_of", "frontal_doubt", "SCORE_CAP", "SMALL_FACE_PX",
-           "UNSURE_PRESENCE"]
+           "UNSURE_PRESENCE", "UNSURE_PROFILE", "UNSURE_PROFILE_PRESENCE", "UNSURE_PROFILE_SCORE"]
