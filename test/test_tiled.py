@@ -345,3 +345,15 @@ def test_found_rate_per_yaw_band_of_labelled_sources(monkeypatch) -> None:
     assert list(bands) == ["0-45", "45-60", "60-75", "75-180"]
     assert [bands[b]["found"] for b in bands] == [1.0, 1.0, 0.0, 0.0]
     assert all(bands[b]["faces"] == 2 for b in bands) and out["fake"]["found"]["320x240"] == 0.5
+    assert "mean_error_deg" not in bands["0-45"]  # boxes carry no pose
+
+    def faces(label, img):
+        """The estimator's faces: each found face's pose is off by 3 deg of yaw and 6 of roll."""
+        from types import SimpleNamespace
+
+        ypr = np.array(sources[int(img[0, 0, 0])].ypr) + [3.0, 0.0, 6.0]
+        return [SimpleNamespace(box=b, pose=SimpleNamespace(as_array=lambda: ypr)) for b in Fake().detect(img)]
+
+    bands = small_faces.measure({"fake": Fake()}, [(320, 240)], [40], [0], sources=sources,
+                                runner=faces)["fake"]["found_by_abs_yaw"]
+    assert bands["0-45"]["mean_error_deg"] == pytest.approx(3.0) and "mean_error_deg" not in bands["60-75"]

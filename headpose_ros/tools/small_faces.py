@@ -68,13 +68,17 @@ def measure(detectors: dict[str, Any], sizes: Sequence[tuple[int, int]] = SIZES,
     """Found rate per frame size and face width, false faces per frame and median detect time per detector.
 
     ``detectors`` maps a label to an object with ``detect(image_bgr) -> list[FaceBox]``; with ``runner``
-    (a callable image -> list[FaceBox] per label, e.g. an estimator's reported boxes) that is used instead.
+    (a callable image -> list of FaceBox, or of the estimator's faces, per label) that is used instead.
     ``sources`` default to the shipped portraits (:func:`scenes.face_sources`); sources with labelled angles
-    (:func:`dataset_sources`) add the found rate per band of |yaw| (:data:`YAW_BANDS`).
+    (:func:`dataset_sources`) add the found rate per band of |yaw| (:data:`YAW_BANDS`) and, where the runner
+    gives faces, the mean absolute angle error (degrees, mean of yaw, pitch and roll) of the faces found.
     """
+    from ..estimator import geometry
+
     sources = list(sources) if sources is not None else scenes.face_sources()
     found: dict[str, dict[str, list[int]]] = {k: {} for k in detectors}
     by_yaw: dict[str, dict[str, list[int]]] = {k: {} for k in detectors}
+    errors: dict[str, dict[str, list[float]]] = {k: {} for k in detectors}
     times: dict[str, list[float]] = {k: [] for k in detectors}
     for size in sizes:
         for width in widths:
@@ -85,12 +89,17 @@ def measure(detectors: dict[str, Any], sizes: Sequence[tuple[int, int]] = SIZES,
                     img, truth = scenes.face_scene(source, float(width), size, rng)
                     for label, det in detectors.items():
                         t0 = time.perf_counter()
-                        boxes = runner(label, img) if runner else det.detect(img)
+                        items = runner(label, img) if runner else det.detect(img)
                         times[label].append(time.perf_counter() - t0)
-                        hit = int(_found(boxes, truth, min_score))
-                        found[label].setdefault(key, []).append(hit)
+                        hit = [i for i in items if _found([getattr(i, "box", i)], truth, min_score)]
+                        found[label].setdefault(key, []).append(int(bool(hit)))
                         if source.ypr is not None:
-                            by_yaw[label].setdefault(_yaw_band(source.ypr), []).append(hit)
+                            band = _yaw_band(source.ypr)
+                            by_yaw[label].setdefault(band, []).append(int(bool(hit)))
+                            if hit and getattr(hit[0], "pose", None) is not None:
+                                err = geometry.angle_abs_error(hit[0].pose.as_array()[None],
+                                                               np.asarray(source.ypr, dtype=np.float64)[None])
+                                errors[label].setdefault(band, []).append(float(np.mean(err)))
     out: dict[str, Any] = {"faces_per_cell": len(seeds) * len(sources)}
     for label in detectors:
         cells = {k: round(float(np.mean(v)), 3) for k, v in found[label].items()}
@@ -100,9 +109,11 @@ def measure(detectors: dict[str, Any], sizes: Sequence[tuple[int, int]] = SIZES,
         out[label] = {"found": per_size, "found_by_width": cells,
                       "detect_ms_median": round(1000 * float(np.median(times[label])), 2)}
         if by_yaw[label]:
-            out[label]["found_by_abs_yaw"] = {band: {"found": round(float(np.mean(v)), 3), "faces": len(v)}
-                                              for band, v in sorted(by_yaw[label].items(),
-                                                                    key=lambda kv: float(kv[0].split("-")[0]))}
+            out[label]["found_by_abs_yaw"] = {
+                band: {"found": round(float(np.mean(v)), 3), "faces": len(v),
+                       **({"mean_error_deg": round(float(np.mean(errors[label][band])), 2)}
+                          if errors[label].get(band) else {})}
+                for band, v in sorted(by_yaw[label].items(), key=lambda kv: float(kv[0].split("-")[0]))}
     if negatives_seed is not None:
         counts = dict.fromkeys(detectors, 0)
         n = 0
@@ -110,8 +121,8 @@ def measure(detectors: dict[str, Any], sizes: Sequence[tuple[int, int]] = SIZES,
             for _, img in scenes.negative_scenes(negatives_seed, size, per_source=1):
                 n += 1
                 for label, det in detectors.items():
-                    boxes = runner(label, img) if runner else det.detect(img)
-                    counts[label] += sum(b.score >= min_score for b in boxes)
+                    items = runner(label, img) if runner else det.detect(img)
+                    counts[label] += sum(getattr(i, "box", i).score >= min_score for i in items)
         for label in detectors:
             out[label]["false_faces_per_frame"] = round(counts[label] / max(n, 1), 4)
         out["negative_frames"] = n
@@ -248,7 +259,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         tiled = estimators["tiled"].detector
 
         def run_estimator(label: str, img: np.ndarray) -> list:
-            return [f.box for f in estimators[label].process(img).faces]
+            return estimators[label].process(img).faces
 
         runner = run_estimator
     else:
