@@ -30,8 +30,18 @@ WIDTHS = (40, 50, 60, 80, 100, 120, 160)
 YAW_BANDS = ((0.0, 45.0), (45.0, 60.0), (60.0, 75.0), (75.0, 180.0))
 
 
-def _found(boxes: list, truth: Any, min_score: float) -> bool:
-    return any(b.iou(truth) > 0.3 and b.score >= min_score for b in boxes)
+def _box(item: Any) -> FaceBox:
+    """A detector's box, or the box of one of the estimator's faces."""
+    return getattr(item, "box", item)
+
+
+def _matches(item: Any, truth: FaceBox, min_score: float) -> bool:
+    box = _box(item)
+    return box.iou(truth) > 0.3 and box.score >= min_score
+
+
+def _found(items: list, truth: FaceBox, min_score: float) -> bool:
+    return any(_matches(i, truth, min_score) for i in items)
 
 
 def _yaw_band(ypr: Sequence[float]) -> str:
@@ -40,16 +50,18 @@ def _yaw_band(ypr: Sequence[float]) -> str:
 
 
 def dataset_sources(fmt: str, path: str, every: int, estimator: Any) -> tuple[list[scenes.FaceSource], int]:
-    """Face sources from a labelled dataset (e.g. ``aflw2000``, one face per image): every ``every``-th sample,
-    its face's box the one ``estimator`` reports on the whole image nearest the labelled face (the box that
-    the found test of :func:`measure` compares with, as the shipped portraits' boxes are BlazeFace's).
+    """Face sources from a labelled dataset (e.g. ``aflw2000``, one face per image): every ``every``-th sample
+    with its angles within the benchmarks' +-99 deg, its face's box the one ``estimator`` reports on the whole
+    image nearest the labelled face (the box that the found test of :func:`measure` compares with, as the shipped
+    portraits' boxes are BlazeFace's).
 
     Returns the sources and how many samples were left out because the estimator found no face in them."""
-    from .datasets import load_dataset
+    from .datasets import load_dataset, within_range
 
+    dataset = load_dataset(fmt, path)
     sources, missed = [], 0
-    for i, sample in enumerate(load_dataset(fmt, path)):
-        if i % every:
+    for i, (sample, ok) in enumerate(zip(dataset, within_range(dataset.ypr))):
+        if i % every or not ok:
             continue
         image = sample.load_image()
         boxes = [f.box for f in estimator.process(image).faces]
@@ -91,7 +103,7 @@ def measure(detectors: dict[str, Any], sizes: Sequence[tuple[int, int]] = SIZES,
                         t0 = time.perf_counter()
                         items = runner(label, img) if runner else det.detect(img)
                         times[label].append(time.perf_counter() - t0)
-                        hit = [i for i in items if _found([getattr(i, "box", i)], truth, min_score)]
+                        hit = [i for i in items if _matches(i, truth, min_score)]
                         found[label].setdefault(key, []).append(int(bool(hit)))
                         if source.ypr is not None:
                             band = _yaw_band(source.ypr)
@@ -122,7 +134,7 @@ def measure(detectors: dict[str, Any], sizes: Sequence[tuple[int, int]] = SIZES,
                 n += 1
                 for label, det in detectors.items():
                     items = runner(label, img) if runner else det.detect(img)
-                    counts[label] += sum(getattr(i, "box", i).score >= min_score for i in items)
+                    counts[label] += sum(_box(i).score >= min_score for i in items)
         for label in detectors:
             out[label]["false_faces_per_frame"] = round(counts[label] / max(n, 1), 4)
         out["negative_frames"] = n
