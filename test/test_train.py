@@ -72,7 +72,20 @@ def test_train_writes_loadable_weights_and_card_and_reproduces_them(tmp_path: Pa
     assert np.all(np.abs(reg_a.predict(maps)) <= 120.0)
 
 
-@pytest.mark.parametrize("bad", [["--synthetic", "0"]])
+def test_train_pitch_gain_reaches_the_generator_and_the_card(tmp_path: Path, monkeypatch) -> None:
+    from headpose_ros.tools import train
+
+    seen, real = [], train.generate
+    monkeypatch.setattr(train, "generate", lambda n, seed, profile: seen.append(profile.pitch_gain) or real(
+        n, seed, profile))
+    assert cli.main(["train", "--name", "g", "--out", str(tmp_path), "--synthetic", "64", "--epochs", "1",
+                     "--batch-size", "32", "--pitch-gain", "0.6", "0.8"]) == 0
+    assert seen == [(0.6, 0.8)]
+    data = json.loads(card_path(tmp_path / "g.weights.h5").read_text())["training"]["data"]
+    assert data == ["synthetic:64 (face_mesh profile, pitch gain 0.6-0.8, seed 0)"]
+
+
+@pytest.mark.parametrize("bad", [["--synthetic", "0"], ["--pitch-gain", "0.9", "0.5"], ["--pitch-gain", "0", "1"]])
 def test_train_refuses_to_train_on_nothing(tmp_path: Path, bad: list[str]) -> None:
     with pytest.raises(SystemExit):
         cli.main(["train", "--out", str(tmp_path), *bad])

@@ -10,6 +10,7 @@ so the same command reproduces the same weights on the same machine and library 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -162,6 +163,9 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--threshold", type=float, default=0.3, help="keypoint confidence threshold of the renderer")
+    p.add_argument("--pitch-gain", type=float, nargs=2, metavar=("LO", "HI"), default=None,
+                   help="range of the factor by which synthetic keypoints follow pitch (default: the keypoint "
+                        "source's profile, face_mesh 0.7 0.9)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
 
@@ -173,8 +177,15 @@ def run(args: argparse.Namespace) -> int:
     tf.config.experimental.enable_op_determinism()
     parts, sources = [], []
     if args.synthetic > 0:
-        parts.append(generate(args.synthetic, args.seed, PROFILES[args.keypoints]))
-        sources.append(f"synthetic:{args.synthetic} ({args.keypoints} profile, seed {args.seed})")
+        profile = PROFILES[args.keypoints]
+        if args.pitch_gain is not None:
+            lo, hi = args.pitch_gain
+            if not 0.0 < lo <= hi <= 2.0:
+                raise SystemExit(f"train: --pitch-gain needs 0 < LO <= HI <= 2, not {lo} {hi}")
+            profile = dataclasses.replace(profile, pitch_gain=(lo, hi))
+        parts.append(generate(args.synthetic, args.seed, profile))
+        gain = "" if args.pitch_gain is None else f", pitch gain {profile.pitch_gain[0]:g}-{profile.pitch_gain[1]:g}"
+        sources.append(f"synthetic:{args.synthetic} ({args.keypoints} profile{gain}, seed {args.seed})")
     train_seq, val_seq = _parse_sequences(args.sequences), _parse_sequences(args.val_sequences)
     val_parts = []
     for spec in args.data:
