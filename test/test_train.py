@@ -86,7 +86,7 @@ def test_train_pitch_gain_reaches_the_generator_and_the_card(tmp_path: Path, mon
 
 
 @pytest.mark.parametrize("bad", [["--synthetic", "0"], ["--pitch-gain", "0.9", "0.5"], ["--pitch-gain", "0", "1"]])
-def test_train_refuses_to_train_on_nothing(tmp_path: Path, bad: list[str]) -> None:
+def test_train_refuses_nothing_to_train_on_and_bad_pitch_gains(tmp_path: Path, bad: list[str]) -> None:
     with pytest.raises(SystemExit):
         cli.main(["train", "--out", str(tmp_path), *bad])
 
