@@ -47,6 +47,7 @@ tile once; a face found is then followed by the face mesh without tiles. Figures
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Optional
 
@@ -188,7 +189,7 @@ class TiledFaceDetector:
         out = []
         for box in merge_boxes(whole + tiled, self.nms_iou, self.containment):
             if box.unsure and any(box.iou(w) > self.nms_iou for w in whole):
-                box = FaceBox(box.x0, box.y0, box.x1, box.y1, box.score, box.keypoints)
+                box = dataclasses.replace(box, unsure=False)
             out.append(box)
         return out
 
