@@ -217,3 +217,13 @@ def test_spread_limit_and_range():
     assert spread_limit(10, 0).tolist() == []
     mask = within_range(np.array([[10, 20, 30], [99, -99, 0], [100, 0, 0], [0, 0, -99.5]]))
     assert mask.tolist() == [True, True, False, False]
+
+
+def test_every_within_range_counts_over_all_samples_and_keeps_the_benchmark_range() -> None:
+    from pathlib import Path
+
+    yaws = (0.0, 120.0, 10.0, 20.0, 100.0, 30.0, 40.0)
+    data = datasets.Dataset("aflw2000", Path("."), [datasets.Sample(f"s{i}", np.array([y, 0.0, 0.0]))
+                                                    for i, y in enumerate(yaws)])
+    assert [s.name for s in datasets.every_within_range(data)] == ["s0", "s2", "s3", "s5", "s6"]
+    assert [s.name for s in datasets.every_within_range(data, 2)] == ["s0", "s2", "s6"]  # s4 is beyond 99 deg

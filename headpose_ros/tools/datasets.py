@@ -421,5 +421,14 @@ def within_range(ypr: np.ndarray, max_abs_deg: float = 99.0) -> np.ndarray:
     return np.all(np.abs(ypr) <= max_abs_deg, axis=1)
 
 
+def every_within_range(dataset: Dataset, every: int = 1) -> Iterator[Sample]:
+    """Every ``every``-th sample of ``dataset`` (counted over all its samples) whose angles lie within the
+    benchmarks' +-99 deg (:func:`within_range`)."""
+    for i, (sample, ok) in enumerate(zip(dataset, within_range(dataset.ypr))):
+        if ok and not i % every:
+            yield sample
+
+
 __all__ = ["FORMATS", "Sample", "Dataset", "DatasetError", "load_dataset", "iter_samples", "load_openpose_npz",
-           "heatmaps_to_float", "within_range", "read_biwi_calibration", "read_biwi_pose", "spread_limit"]
+           "heatmaps_to_float", "within_range", "every_within_range", "read_biwi_calibration", "read_biwi_pose",
+           "spread_limit"]

@@ -108,14 +108,10 @@ def positives(recorder: Recorder, fmt: str, path: str, limit: Optional[int] = No
               every: int = 1) -> tuple[int, list[dict[str, Any]]]:
     """Records of the labelled face of every ``every``-th sample of a data set (the largest candidate face;
     AFLW2000 and BIWI crops hold one face each)."""
-    from .datasets import load_dataset, within_range
+    from .datasets import every_within_range, load_dataset
 
-    dataset = load_dataset(fmt, path, limit=limit)
-    keep = within_range(dataset.ypr)
     n, records = 0, []
-    for i, (sample, ok) in enumerate(zip(dataset, keep)):
-        if not ok or i % every:
-            continue
+    for sample in every_within_range(load_dataset(fmt, path, limit=limit), every):
         n += 1
         try:
             img = sample.load_image()

@@ -56,13 +56,10 @@ def dataset_sources(fmt: str, path: str, every: int, estimator: Any) -> tuple[li
     portraits' boxes are BlazeFace's).
 
     Returns the sources and how many samples were left out because the estimator found no face in them."""
-    from .datasets import load_dataset, within_range
+    from .datasets import every_within_range, load_dataset
 
-    dataset = load_dataset(fmt, path)
     sources, missed = [], 0
-    for i, (sample, ok) in enumerate(zip(dataset, within_range(dataset.ypr))):
-        if i % every or not ok:
-            continue
+    for sample in every_within_range(load_dataset(fmt, path), every):
         image = sample.load_image()
         boxes = [f.box for f in estimator.process(image).faces]
         if not boxes:
