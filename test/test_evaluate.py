@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from headpose_ros.estimator import geometry
 from headpose_ros.estimator.pipeline import HeadPoseEstimator
 from headpose_ros.estimator.types import FaceBox, FaceResult, HeadPose, Keypoints
 from headpose_ros.tools import evaluate
@@ -58,7 +59,8 @@ def test_range_is_configurable_and_inclusive():
 def test_nothing_detected_and_empty():
     s = summarize([P("a", [0, 0, 0], None), P("b", [60, 0, 0], None)])
     assert s["n"] == 2 and s["detected"] == 0 and s["mae"] is None and s["detection_rate"] == 0.0
-    assert s["subsets"]["abs_yaw_gt_45"] == {"n": 1, "detected": 0, "detection_rate": 0.0, "mae": None}
+    assert s["subsets"]["abs_yaw_gt_45"] == {"n": 1, "detected": 0, "detection_rate": 0.0, "mae": None,
+                                             "rotation_error_deg": None}
     e = summarize([])
     assert e["n"] == 0 and e["mae"] is None and e["subsets"]["abs_yaw_le_45"]["n"] == 0
     json.dumps(s), json.dumps(e)  # JSON-ready
@@ -122,6 +124,75 @@ def test_evaluate_images_pad_shifts_face_location(tmp_path):
     sample = Sample("crop.png", np.zeros(3), tmp_path / "crop.png", face_xy=(32.0, 32.0))
     preds = evaluate.evaluate_images(Dataset("x", tmp_path, [sample]), estimator_with(CentreDetector()), pad=0.5)
     assert preds[0].detected  # the centre box of the padded image still holds the shifted point
+
+
+def test_evaluate_images_turn_moves_the_face_and_turns_the_label(tmp_path):
+    """--turn: the labelled face's location turns with the image (a box elsewhere is not it), the label is the
+    dataset's turned about the line of sight, and the range rule reads the dataset's own label."""
+    import cv2
+
+    img = np.zeros((60, 140, 3), np.uint8)
+    img[5:40, 90:125] = 255  # the bright 'face', upper right
+    assert cv2.imwrite(str(tmp_path / "wide.png"), img)
+    sample = Sample("wide.png", np.array([0.0, 0.0, 80.0]), tmp_path / "wide.png", face_xy=(107.0, 22.0))
+    ds = Dataset("x", tmp_path, [sample])
+    for turn in (90.0, -60.0, 180.0):
+        pred = evaluate.evaluate_images(ds, estimator_with(BrightBlobDetector()), turn=turn)[0]
+        assert pred.detected, turn  # found where the turned label says
+        np.testing.assert_allclose(pred.upright, [0.0, 0.0, 80.0])
+        assert abs(geometry.wrap_deg(pred.gt[2] - 80.0 - turn)) < 1e-6 and np.allclose(pred.gt[:2], 0.0, atol=1e-6)
+    # the turned label's roll of 170 deg lies outside +-99, the dataset's 80 deg inside: the sample is scored
+    assert summarize([pred])["n"] == 1 and summarize([pred])["excluded_out_of_range"] == 0
+    # the face keeps its place in a turn of 0; the turned blob does not hold a point of the dark corner
+    unmoved = Sample("wide.png", np.zeros(3), tmp_path / "wide.png", face_xy=(107.0, 22.0))
+    assert evaluate.evaluate_images(Dataset("x", tmp_path, [unmoved]), estimator_with(BrightBlobDetector()),
+                                    turn=0.0)[0].detected
+    elsewhere = Sample("wide.png", np.zeros(3), tmp_path / "wide.png", face_xy=(15.0, 50.0))
+    assert not evaluate.evaluate_images(Dataset("x", tmp_path, [elsewhere]), estimator_with(BrightBlobDetector()),
+                                        turn=90.0)[0].detected
+
+
+@pytest.mark.parametrize("angle", [0.0, 30.0, -60.0, 90.0, 180.0])
+def test_turn_image_keeps_every_pixel_where_its_map_says(angle):
+    from headpose_ros.tools.scenes import turn_image
+
+    img = np.full((60, 140, 3), 50, np.uint8)
+    corners = [(2, 2), (137, 2), (2, 57), (137, 57)]
+    for x, y in corners:
+        img[y - 2:y + 3, x - 2:x + 3] = 255
+    turned, m = turn_image(img, angle)
+    for x, y in corners:  # each marker's centre lands inside the canvas, still bright
+        u, v = m @ np.array([x + 0.5, y + 0.5, 1.0])
+        assert 0 <= u < turned.shape[1] and 0 <= v < turned.shape[0]
+        assert turned[int(v), int(u)].min() > 200, (angle, x, y)
+    c, s = abs(np.cos(np.radians(angle))), abs(np.sin(np.radians(angle)))
+    assert abs(turned.shape[1] - (140 * c + 60 * s)) <= 1 and abs(turned.shape[0] - (140 * s + 60 * c)) <= 1
+    # clockwise on screen: a point right of the centre moves down
+    assert not 0 < angle < 180 or (m @ np.array([120.0, 30.0, 1.0]))[1] > (m @ np.array([70.0, 30.0, 1.0]))[1] + 10
+    assert turn_image(img, angle, expand=False)[0].shape == img.shape
+
+
+def test_turn_refuses_images_with_intrinsics(tmp_path):
+    from headpose_ros.estimator.errors import ConfigError
+    from headpose_ros.estimator.types import CameraIntrinsics
+
+    write_png(tmp_path / "frame.png", 255)
+    sample = Sample("frame.png", np.zeros(3), tmp_path / "frame.png",
+                    intrinsics=CameraIntrinsics(500.0, 500.0, 32.0, 32.0))
+    with pytest.raises(ConfigError, match="intrinsics"):
+        evaluate.evaluate_images(Dataset("x", tmp_path, [sample]), estimator_with(BrightBlobDetector()), turn=90.0)
+
+
+def test_rotation_error_and_turns_table():
+    """Each group carries the median and mean rotation error; the turns table compares each turn's median with
+    turn 0's."""
+    preds = [P("a", [0, 0, 0], [0, 0, 10]), P("b", [0, 0, 0], [0, 0, 30]), P("c", [0, 0, 0], None)]
+    s = summarize(preds)
+    assert s["rotation_error_deg"] == {"median": pytest.approx(20.0), "mean": pytest.approx(20.0)}
+    assert summarize(preds[2:])["rotation_error_deg"] is None
+    upright = summarize([P("a", [0, 0, 0], [0, 0, 4])])
+    table = evaluate.format_turns([0.0, 90.0], [upright, s]).splitlines()
+    assert table[1].split()[:2] == ["0", "1"] and table[2].split()[-1] == "16.00"  # 20 - 4
 
 
 def test_evaluate_heatmaps_batches():

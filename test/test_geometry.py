@@ -365,6 +365,19 @@ def test_turning_the_image_about_the_line_of_sight_is_composing_rz(pose, angle):
     np.testing.assert_allclose(project(composed), turned, atol=1e-6)
 
 
+@settings(max_examples=60, deadline=None)
+@given(poses, poses, st.floats(-180.0, 180.0))
+def test_rotation_error_is_the_angle_between_the_two_rotations(a, b, angle):
+    pa, pb = a.as_array()[None], b.as_array()[None]
+    expected = (Rotation.from_matrix(g.rotation_from_ypr(*pa[0])).inv()
+                * Rotation.from_matrix(g.rotation_from_ypr(*pb[0]))).magnitude()
+    assert g.rotation_errors_deg(pa, pb)[0] == pytest.approx(np.degrees(expected), abs=1e-5)
+    assert g.rotation_errors_deg(pa, pa)[0] == pytest.approx(0.0, abs=1e-5)
+    # a pose turned about the line of sight is off by exactly the turn, whatever its Euler angles became
+    turned = g.compose_line_of_sight_roll(pa, np.array([angle]))
+    assert g.rotation_errors_deg(turned, pa)[0] == pytest.approx(abs(angle), abs=1e-4)
+
+
 @given(st.floats(-60.0, 60.0), st.floats(-180.0, 180.0))
 def test_composing_adds_roll_for_an_upright_head(roll, angle):
     composed = g.compose_line_of_sight_roll(np.array([[0.0, 0.0, roll]]), np.array([angle]))[0]

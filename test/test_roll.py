@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy.spatial.transform import Rotation
-
 from headpose_ros.estimator import geometry as g
+from headpose_ros.tools.scenes import turn_image
 
 pytest.importorskip("mediapipe", reason="the default pipeline needs mediapipe")
 cv2 = pytest.importorskip("cv2")
@@ -54,15 +53,12 @@ def _face_near(result, point: np.ndarray):
 
 
 def _turned(img: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
-    """The image turned clockwise on screen by ``angle`` about its centre, and the 2x3 map of that turn."""
-    h, w = img.shape[:2]
-    m = cv2.getRotationMatrix2D((w / 2, h / 2), -angle, 1.0)  # OpenCV's positive angle is counter-clockwise
-    return cv2.warpAffine(img, m, (w, h), borderValue=(128, 128, 128)), m
+    """The image turned clockwise on screen by ``angle`` about its centre (same size), and the 2x3 map of that turn."""
+    return turn_image(img, angle, expand=False)
 
 
 def _rotation_error_deg(a: np.ndarray, b: np.ndarray) -> float:
-    ra, rb = (Rotation.from_matrix(g.rotation_from_ypr(*x)) for x in (a, b))
-    return float(np.degrees((ra.inv() * rb).magnitude()))
+    return float(g.rotation_errors_deg(a[None], b[None])[0])
 
 
 UPSIDE_DOWN = (165, 180, -165)

@@ -253,6 +253,14 @@ def compose_line_of_sight_roll(ypr: np.ndarray, angle_deg: np.ndarray) -> np.nda
     return ypr_from_rotations(rz @ rotations_from_ypr(ypr))
 
 
+def rotation_errors_deg(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Geodesic distance (degrees, 0-180) between the rotations of (N, 3) predicted and true (yaw, pitch, roll):
+    the angle of the one rotation that takes one head pose onto the other, free of the Euler angles' coupling."""
+    r = np.swapaxes(rotations_from_ypr(pred), 1, 2) @ rotations_from_ypr(true)
+    cos = np.clip((np.trace(r, axis1=1, axis2=2) - 1.0) / 2.0, -1.0, 1.0)
+    return np.degrees(np.arccos(cos))
+
+
 def camera_poses_from_apparent(ypr: np.ndarray, uv: np.ndarray, intrinsics: CameraIntrinsics) -> np.ndarray:
     """Vectorised :func:`camera_pose_from_apparent`: apparent poses (N, 3) degrees of faces whose reference
     pixels are ``uv`` (N, 2) -> camera-frame poses (N, 3) degrees."""

@@ -223,6 +223,23 @@ def _grace_hopper() -> Optional[np.ndarray]:
         return None
 
 
+def turn_image(img: np.ndarray, angle_deg: float, fill: tuple[float, ...] = (128, 128, 128),
+               expand: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """``img`` turned clockwise on screen by ``angle_deg`` about its centre, and the 2x3 map of image pixels into the
+    turned one. ``expand``: the canvas grows to hold the whole turned image; else it keeps ``img``'s size (corners
+    are cut). Uncovered pixels get ``fill``."""
+    import cv2
+
+    h, w = img.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), -float(angle_deg), 1.0)  # OpenCV's positive angle is anticlockwise
+    size = (w, h)
+    if expand:
+        c, s = abs(m[0, 0]), abs(m[0, 1])
+        size = (int(np.ceil(w * c + h * s - 1e-9)), int(np.ceil(w * s + h * c - 1e-9)))
+        m[:, 2] += np.array([(size[0] - w) / 2, (size[1] - h) / 2])
+    return cv2.warpAffine(img, m, size, borderValue=tuple(float(v) for v in fill)), m
+
+
 def turned_crop(img: np.ndarray, rng: np.random.Generator, side: int = 256) -> np.ndarray:
     """A random square crop of ``img`` (15-70 % of its shorter side), turned by a random angle about its centre,
     mirrored half the time, resized to ``side`` pixels (BGR uint8)."""
