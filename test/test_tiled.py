@@ -160,6 +160,9 @@ def test_what_only_the_tiles_find_is_unsure(monkeypatch) -> None:
     assert [(b.x0, b.y0, b.score, b.unsure) for b in found] == [
         (100, 100, 0.65, True), (612, 356, 0.65, True), (10, 10, 0.55, True), (522, 266, 0.55, False)]
     assert found[0].clipped(1280, 720).unsure  # kept through the pipeline's selection
+    # a whole-frame box that is itself unsure (the short-range model in a turned image) makes nothing sure
+    detector.base = _Fixed([FaceBox(521, 265, 561, 305, 0.52, unsure=True)])
+    assert [b.unsure for b in detector.detect(np.zeros((720, 1280, 3), np.uint8))] == [True] * 4
 
 
 @pytest.mark.parametrize("size", [(1920, 1080), (1280, 720)])

@@ -96,18 +96,23 @@ def _rolled_astronaut_frame(angle: float) -> np.ndarray:
 def test_stream_search_covers_every_quarter_turn_in_three_steps():
     from headpose_ros.estimator.detectors.mediapipe_face import MediaPipeFaceDetector
 
-    detector = MediaPipeFaceDetector()
+    # the full-range model alone in the turned passes: only the half turn sees the face (the short-range model,
+    # also in them by default, reads it at a quarter turn too, with its keypoints a quarter off)
+    detector = MediaPipeFaceDetector(turn_models="full")
     frame = _rolled_astronaut_frame(180.0)  # upside down: the upright models do not see it
+    default = MediaPipeFaceDetector()
     try:
         assert detector.detect(frame), "the full search finds the face"
         found = [bool(detector.detect_stream(frame, step)) for step in range(3)]
         assert found == [False, True, False], found  # step 1 searches the half turn
         assert found == [bool(detector.detect_stream(frame, step)) for step in range(3, 6)]  # it cycles
+        assert default.detect_stream(frame, 1) and not default.detect_stream(frame, 0)
         upright_only = MediaPipeFaceDetector(turns=1)
         plain = _frames(1, 1)[0]
         assert [b.score for b in upright_only.detect_stream(plain, 0)] == [b.score for b in upright_only.detect(plain)]
     finally:
         detector.close()
+        default.close()
 
 
 def test_periodic_detection_searches_in_steps_and_trusts_followed_faces(estimator, monkeypatch):

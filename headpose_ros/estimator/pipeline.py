@@ -14,6 +14,7 @@ from .detectors import DETECTORS, FaceDetector
 from .errors import ConfigError
 from .images import to_bgr8
 from .keypoints import KEYPOINT_SOURCES, KeypointSource
+from .quality import profile_of
 from .regressor import HeadPoseRegressor
 from .types import (HEATMAP_SIZE, LEFT_EYE, NUM_KEYPOINTS, RIGHT_EYE, CameraIntrinsics, FaceBox, FaceKeypoints,
                     FaceResult, FrameResult, HeadPose)
@@ -29,6 +30,10 @@ FOLLOWED_IOU = 0.5
 SAME_FACE_IOU = 0.3
 #: Eye-line tilt (degrees) beyond which the keypoint stage doubts a detector's upright reading (``detect_more``).
 DOUBT_TILT_DEG = 40.0
+#: ``quality.profile_of`` from which a face that the detector read better upside down keeps its upright reading
+#: unless the face mesh believes the upside-down one more (``_takes_over``): the development profiles that
+#: BlazeFace reads so measured 1.0, AFLW2000's upside-down frontal faces read upright 0.01-0.16.
+UPSIDE_DOWN_PROFILE = 0.95
 
 
 def build_stages(config: EstimatorConfig) -> tuple[FaceDetector, KeypointSource]:
@@ -144,7 +149,7 @@ class HeadPoseEstimator:
             if not periodic and not partial and callable(more) and self._doubtful(located, pairs):
                 wider = more(img, found)  # e.g. BlazeFace's turned passes (turns: on_doubt); timed as keypoints
                 if wider is not None:
-                    located, pairs = self._faces(img, wider, followed)
+                    located, pairs = self._wider(img, pairs, wider, followed)
             if video:  # only faces that passed the quality check are followed
                 self.video.detected([k.landmarks for _, k in pairs], [b for b, _ in pairs])
         else:
@@ -188,15 +193,30 @@ class HeadPoseEstimator:
         located = self.keypoint_source.locate(img, boxes) if boxes else []
         return located, self._check_faces(img, [(b, k) for b, k in zip(boxes, located) if k is not None], followed)
 
+    def _wider(self, img: np.ndarray, pairs: list, wider: list[FaceBox], followed: list[FaceBox]
+               ) -> tuple[list, list]:
+        """:meth:`_faces` of the detector's wider search, merged with ``pairs`` (the first search's faces that
+        passed): one that passed with level eyes and no better upside-down reading stays as it is (a turned reading
+        of the same box, e.g. a profile read upside down, which the face mesh can fit too, never replaces it); one
+        that the detector read better upside down takes the wider search's reading of its box where
+        :func:`_takes_over` says so; one whose eye line is tilted beyond ``DOUBT_TILT_DEG`` takes it in any case."""
+        level = [(b, k) for b, k in pairs if not _tilted(k)]
+        located, more = self._faces(img, wider, followed)
+        out = [(b, k) for b, k in level if not _contested(b)]
+        for b, k in (p for p in level if _contested(p[0])):
+            rival = max(more, key=lambda p: p[0].iou(b), default=None)
+            out.append(rival if rival is not None and rival[0].iou(b) > SAME_FACE_IOU and _takes_over(rival[1], k)
+                       else (b, k))
+        out += [(b, k) for b, k in more if all(b.iou(o) <= SAME_FACE_IOU for o, _ in out)]
+        out.sort(key=lambda p: p[0].area, reverse=True)
+        return located, out[: self.config.max_faces]
+
     @staticmethod
     def _doubtful(located: list, pairs: list) -> bool:
         """Whether the keypoint stage doubts what the detector found: no face passed, a found box held no face
-        (keypoint source or quality check), or a face's eye line is tilted beyond ``DOUBT_TILT_DEG`` (an upright
-        detector misreads faces rolled that far)."""
-        if not pairs or len(pairs) < len(located):
-            return True
-        xy = np.stack([k.keypoints.xy for _, k in pairs])
-        return bool(np.any(np.abs(np.degrees(geometry.eye_angle(xy[:, RIGHT_EYE], xy[:, LEFT_EYE]))) > DOUBT_TILT_DEG))
+        (keypoint source or quality check), a face's eye line is tilted beyond ``DOUBT_TILT_DEG`` (an upright
+        detector misreads faces rolled that far), or a face's upside-down reading is the better one."""
+        return not pairs or len(pairs) < len(located) or any(_tilted(k) or _contested(b) for b, k in pairs)
 
     def _check_faces(self, img: np.ndarray, pairs: list, followed: list[FaceBox]) -> list:
         """``pairs`` (box, keypoints) without the faces whose quality is below ``min_face_quality``; the check
@@ -244,3 +264,28 @@ class HeadPoseEstimator:
 
 
 __all__ = ["HeadPoseEstimator", "EstimatorConfig", "STAGES", "HEATMAP_SIZE", "NUM_KEYPOINTS"]
+
+
+def _tilted(located: FaceKeypoints) -> bool:
+    """Whether a face's eye line is tilted beyond ``DOUBT_TILT_DEG`` (an upright detector misreads such faces)."""
+    xy = located.keypoints.xy
+    return bool(abs(np.degrees(geometry.eye_angle(xy[RIGHT_EYE], xy[LEFT_EYE]))) > DOUBT_TILT_DEG)
+
+
+def _contested(box: FaceBox) -> bool:
+    """Whether the detector read this face better upside down than as it was kept
+    (:attr:`FaceBox.upside_down_score` above its score)."""
+    return box.upside_down_score > box.score
+
+
+def _takes_over(turned: FaceKeypoints, kept: FaceKeypoints) -> bool:
+    """Whether the wider search's reading ``turned`` of a contested face replaces the ``kept`` one: where the kept
+    keypoints show no profile (:func:`quality.profile_of` below ``UPSIDE_DOWN_PROFILE``: BlazeFace and the face mesh
+    read an upside-down face upright, with a lower score than upside down), or where the face mesh believes the
+    turned reading more (presence): BlazeFace also reads some upright profiles upside down with a higher score,
+    and then the mesh believes neither reading much, the upright one more; some upside-down faces read upright
+    look like profiles to the mesh, which then believes the turned reading fully."""
+    if profile_of(kept.keypoints.xy) < UPSIDE_DOWN_PROFILE:
+        return True
+    presence = [k.presence if k.presence is not None else 0.0 for k in (turned, kept)]
+    return presence[0] > presence[1]

@@ -8,6 +8,7 @@ Units and frames, everywhere in this package unless a name says otherwise:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -29,8 +30,12 @@ class FaceBox:
 
     ``keypoints``, when the detector gives them (BlazeFace does), are (6, 2) image pixels in
     :data:`DETECTOR_KEYPOINT_NAMES` order; they take no part in equality or hashing. ``unsure`` marks a box that a
-    less certain search found alone (the tiled detector's tiles, not its whole-frame pass): the face-quality check
-    then wants the face mesh to be sure it is a face (:func:`~headpose_ros.estimator.quality.quality_from`).
+    less certain search found (the tiled detector's tiles alone, not its whole-frame pass; the mediapipe detector's
+    short-range model in a turned image): the face-quality check then wants the face mesh to be sure it is a face
+    (:func:`~headpose_ros.estimator.quality.quality_from`).
+    ``upside_down_score`` is the best score of a reading of the same face in the image turned upside down that
+    was not allowed to replace this box (0: none); the pipeline then weighs the two readings with the face mesh
+    (BlazeFace reads upside-down faces upright, and some upright profiles upside down with a higher score).
     """
 
     x0: float
@@ -40,6 +45,7 @@ class FaceBox:
     score: float = 1.0
     keypoints: Optional[np.ndarray] = field(default=None, compare=False, repr=False)
     unsure: bool = field(default=False, compare=False)
+    upside_down_score: float = field(default=0.0, compare=False)
 
     @property
     def width(self) -> float:
@@ -59,11 +65,9 @@ class FaceBox:
 
     def clipped(self, width: int, height: int) -> "FaceBox":
         """This box clipped to an image of ``width`` x ``height`` pixels."""
-        return FaceBox(
-            float(np.clip(self.x0, 0, width)), float(np.clip(self.y0, 0, height)),
-            float(np.clip(self.x1, 0, width)), float(np.clip(self.y1, 0, height)), self.score, self.keypoints,
-            self.unsure,
-        )
+        return dataclasses.replace(
+            self, x0=float(np.clip(self.x0, 0, width)), y0=float(np.clip(self.y0, 0, height)),
+            x1=float(np.clip(self.x1, 0, width)), y1=float(np.clip(self.y1, 0, height)))
 
     def iou(self, other: "FaceBox") -> float:
         """Intersection over union with ``other`` (0 when either is empty)."""

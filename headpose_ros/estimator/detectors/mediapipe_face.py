@@ -19,11 +19,12 @@ its crop with the face's roll.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Collection, Mapping, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -201,14 +202,13 @@ class MediaPipeFaceDetector:
     """BlazeFace short- and/or full-range; boxes in image pixels, scores are the detector's, in [0, 1].
 
     BlazeFace finds faces rolled up to about +-45 deg (weakly, with misplaced keypoints, beyond). ``turns`` says
-    when the ``turn_models`` (default ``full``: its keypoints follow a face's roll, the short-range model's barely
-    do, and the short-range model in turned images added false faces) also look at the image turned by a quarter,
-    a half and three quarters of a turn (tflite runtime only): ``1`` never, ``4`` always, ``on_doubt`` (the
-    default) upside down always and at a quarter turn either way when the face mesh doubts the result
-    (:meth:`detect_more`, which the pipeline calls when no face passed, a found box held no face, or a face's eye
-    line is tilted beyond 40 deg: the same poses as ``4`` on the development sets, the roll tests and the
-    non-face scenes, at two full-range passes instead of four for upright faces; but a confident upright face then
-    hides a rolled one in the same single image: video mode still searches every turn, one per periodic
+    when the ``turn_models`` (default ``both``) also look at the image turned by a quarter, a half and three
+    quarters of a turn (tflite runtime only): ``1`` never, ``4`` always, ``on_doubt`` (the default) upside down
+    always and at a quarter turn either way when the face mesh doubts the result (:meth:`detect_more`, which the
+    pipeline calls when no face passed, a found box held no face, a face's eye line is tilted beyond 40 deg or its
+    upside-down reading is the better one: the same poses as ``4`` on the development sets, the roll tests and the
+    non-face scenes, at one turned pass per model instead of three for upright faces; but a confident upright face
+    then hides a rolled one in the same single image: video mode still searches every turn, one per periodic
     detection), ``auto`` only when the upright pass found no face, a face scoring below ``turn_below`` or one
     whose eye line is tilted beyond 30 deg (it misses faces rolled 90 deg that the upright model misreads). A
     face found in a turned image counts only if it scores at least ``turn_min_score`` (the turned passes are a
@@ -217,18 +217,24 @@ class MediaPipeFaceDetector:
     :mod:`headpose_ros.tools.false_faces` were 30-60 px wide: coins, a flag, a rocket, and the face mesh takes
     some of them for faces; an upright face that small is still found by the upright pass) and its eyes
     say it is rolled within 60 deg of that turn (a detection at the edge of a turn's range has misplaced
-    keypoints). It replaces the upright detections of the same face only when it outscores them, by
+    keypoints). It replaces the upright detections of the same face only when it outscores them: by
     ``turn_margin`` for a quarter turn (turned detections of profile faces otherwise won and cost accuracy on the
-    development sets), by any amount upside down (the upright models half-see many upside-down faces, and the face
-    mesh then fits a face to them); an upright detection of a face rolled beyond about 50 deg, whose eyes are then
-    misplaced, is put right by the face mesh (see its ``retry_below`` and ``max_passes``). The winner's keypoints
+    development sets; in :meth:`detect_more` by any amount), by any amount upside down (the upright models
+    half-see many upside-down faces, and the face mesh then fits a face to them), and in the first search only if
+    its model is in ``turn_replace`` (default ``full``). The short-range model finds the turned faces that fill the
+    frame, which the full-range one scores below ``turn_min_score``, but it also reads some upright profiles upside
+    down with a higher score than upright: so its upside-down score is noted on the upright box
+    (:attr:`FaceBox.upside_down_score`), and the pipeline weighs the two readings through :meth:`detect_more`
+    (docs/reliability.md, "Faces turned in the image plane"). An upright detection of a face rolled beyond about
+    50 deg, whose eyes are then misplaced, is put right by the face mesh (see its ``retry_below`` and
+    ``max_passes``). The winner's keypoints
     set the face mesh's crop, so faces at any roll, upside down included, get an upright crop.
     """
 
     def __init__(self, models: str = "both", min_score: float = 0.3, nms_iou: float = 0.3, runtime: str = "tflite",
                  num_threads: int = 1, turns: "int | str" = "on_doubt", turn_below: float = 0.7,
-                 turn_models: str = "full", turn_min_score: float = 0.7, turn_margin: float = 0.1,
-                 turn_min_px: float = 48.0, graph_floor: bool = True):
+                 turn_models: str = "both", turn_replace: str = "full", turn_min_score: float = 0.7,
+                 turn_margin: float = 0.1, turn_min_px: float = 48.0, graph_floor: bool = True):
         names = ["short", "full"] if models == "both" else [models]
         if any(n not in _MODEL_SELECTION for n in names):
             raise ConfigError(f"mediapipe detector models must be short, full or both, not {models!r}")
@@ -250,7 +256,13 @@ class MediaPipeFaceDetector:
         turned = ["short", "full"] if turn_models == "both" else [turn_models]
         if any(n not in _MODEL_SELECTION for n in turned):
             raise ConfigError(f"mediapipe detector turn_models must be short, full or both, not {turn_models!r}")
+        self._names = names
         self._turn_models = [i for i, n in enumerate(names) if n in turned] or list(range(len(names)))
+        replace = {"both": ("short", "full"), "none": ()}.get(turn_replace, (turn_replace,))
+        if any(n not in _MODEL_SELECTION for n in replace):
+            raise ConfigError(f"mediapipe detector turn_replace must be short, full, both or none, not "
+                              f"{turn_replace!r}")
+        self.turn_replace = frozenset(replace)
         if runtime == "tflite":
             self._detectors = [BlazeFaceTflite(SPECS[n], max(float(min_score), SPECS[n].graph_min_score if graph_floor
                                                              else 0.0), num_threads) for n in names]
@@ -276,19 +288,24 @@ class MediaPipeFaceDetector:
                                  kps if kps.shape == (NUM_DETECTOR_KEYPOINTS, 2) else None))
         return boxes
 
-    def _turned(self, image_bgr: np.ndarray, turn: int) -> list[FaceBox]:
-        """Detections of every model in the image turned ``turn`` quarters clockwise, kept when they score at
-        least ``turn_min_score``, are at least ``turn_min_px`` wide and their eyes say the face's roll lies within
-        60 deg of the turn's (-90 deg x turn)."""
-        per_model = []
-        for index, detector in enumerate(self._detectors):
-            if turn and index not in self._turn_models:
+    def _turned(self, image_bgr: np.ndarray, turn: int, models: Optional[Collection[str]] = None
+                ) -> dict[str, list[FaceBox]]:
+        """Each model's detections in the image turned ``turn`` quarters clockwise (when turned, the ``turn_models``
+        that are in ``models``, default all), kept when they score at least ``turn_min_score``, are at least
+        ``turn_min_px`` wide and their eyes say the face's roll lies within 60 deg of the turn's (-90 deg x turn);
+        a turned detection of a model outside ``turn_replace`` is ``unsure`` (the face-quality check then wants the
+        face mesh to be sure of it) unless it replaces an upright detection (:meth:`_merge_turns`)."""
+        per_model = {}
+        for index, (name, detector) in enumerate(zip(self._names, self._detectors)):
+            if turn and (index not in self._turn_models or (models is not None and name not in models)):
                 continue
             b, k, s = detector.detect(image_bgr, turn)
-            per_model.append([FaceBox(*map(float, b[i]), float(s[i]), k[i]) for i in range(len(s)) if turn == 0 or (
-                s[i] >= self.turn_min_score and b[i, 2] - b[i, 0] >= self.turn_min_px
-                and abs((eye_tilt_deg(k[i]) + 90.0 * turn + 180.0) % 360.0 - 180.0) <= 60)])
-        return [box for boxes in per_model for box in boxes]
+            unsure = bool(turn) and name not in self.turn_replace
+            per_model[name] = [FaceBox(*map(float, b[i]), float(s[i]), k[i], unsure) for i in range(len(s))
+                               if turn == 0 or (s[i] >= self.turn_min_score and b[i, 2] - b[i, 0] >= self.turn_min_px
+                                                and abs((eye_tilt_deg(k[i]) + 90.0 * turn + 180.0) % 360.0 - 180.0)
+                                                <= 60)]
+        return per_model
 
     def _doubtful(self, boxes: Sequence[FaceBox]) -> bool:
         """Whether the upright pass may have missed or misread a rolled face."""
@@ -314,40 +331,63 @@ class MediaPipeFaceDetector:
         (quarter turns), so that three consecutive steps search all of them."""
         if self.runtime == "graph" or self.turns not in (4, "on_doubt"):
             return self.detect(image_bgr)
-        return self._merge_turns(image_bgr, self._upright(image_bgr), (step % 3 + 1,))
+        return self._merge_turns(image_bgr, self._upright(image_bgr), {step % 3 + 1: None})
 
     def detect_more(self, image_bgr: np.ndarray, found: Sequence[FaceBox]) -> Optional[list[FaceBox]]:
         """With ``turns: on_doubt``, the search :meth:`detect` left out: ``found`` (its result) merged with the
-        passes on the image turned by a quarter and three quarters of a turn; the pipeline asks for it when the
-        face mesh doubts what ``detect`` found. None otherwise (nothing more to search)."""
+        passes on the image turned by a quarter and three quarters of a turn, and upside down once more for the
+        models outside ``turn_replace``; the pipeline asks for it when the face mesh doubts what ``detect`` found,
+        so here every model's turned detection replaces an upright one of the same face that it outscores by any
+        amount (no ``turn_margin``: the pipeline keeps the faces that passed level and were not read better upside
+        down). None otherwise (nothing more to search)."""
         if self.runtime == "graph" or self.turns != "on_doubt":
             return None
-        return self._merge_turns(image_bgr, list(found), (1, 3))
+        blocked = [n for i, n in enumerate(self._names) if i in self._turn_models and n not in self.turn_replace]
+        passes: dict[int, Optional[list[str]]] = {1: None, 3: None, **({2: blocked} if blocked else {})}
+        return self._merge_turns(image_bgr, list(found), passes, replace=self._names, margin=0.0)
 
     def _upright(self, image_bgr: np.ndarray) -> list[FaceBox]:
         """Every model's detections in the image as it is, merged by non-maximum suppression."""
-        return non_max_suppression(self._turned(image_bgr, 0), self.nms_iou)
+        return non_max_suppression([b for boxes in self._turned(image_bgr, 0).values() for b in boxes], self.nms_iou)
 
     def _search(self, image_bgr: np.ndarray) -> list[FaceBox]:
         """The upright pass, then as ``turns`` says the passes on the image turned by quarter turns."""
         upright = self._upright(image_bgr)
         if self.turns == "on_doubt":  # upright and upside down; the quarter turns in detect_more
-            return self._merge_turns(image_bgr, upright, (2,))
+            return self._merge_turns(image_bgr, upright, {2: None})
         if not (self.turns == 4 or (self.turns == "auto" and self._doubtful(upright))):
             return upright
-        return self._merge_turns(image_bgr, upright, (1, 2, 3))
+        return self._merge_turns(image_bgr, upright, {1: None, 2: None, 3: None})
 
-    def _merge_turns(self, image_bgr: np.ndarray, upright: list[FaceBox], quarter_turns: Sequence[int]
-                     ) -> list[FaceBox]:
-        """``upright`` detections merged with those of the image turned by ``quarter_turns``."""
-        found = {turn: self._turned(image_bgr, turn) for turn in quarter_turns}
-        upside_down = {id(b) for b in found.get(2, [])}
-        turned = non_max_suppression([b for boxes in found.values() for b in boxes], self.nms_iou)
+    def _merge_turns(self, image_bgr: np.ndarray, upright: list[FaceBox],
+                     passes: Mapping[int, Optional[Collection[str]]], replace: Optional[Collection[str]] = None,
+                     margin: Optional[float] = None) -> list[FaceBox]:
+        """``upright`` detections merged with those of the image turned by each quarter turn of ``passes`` (by the
+        models it names, None: every turn model). A detection of a model outside ``replace`` (default
+        ``turn_replace``) only adds a face that no upright detection overlaps; upside down, its score is noted on
+        the upright ones it overlaps (:attr:`FaceBox.upside_down_score`)."""
+        replace = self.turn_replace if replace is None else replace
+        found = {turn: self._turned(image_bgr, turn, models) for turn, models in passes.items()}
+        upside_down = {id(b) for b in (b for boxes in found.get(2, {}).values() for b in boxes)}
+        candidates, contest = [], {}  # contest: upright box index -> best upside-down score it was not replaced by
+        for turn, per_model in found.items():
+            for name, boxes in per_model.items():
+                for box in boxes:
+                    rivals = [i for i, u in enumerate(upright) if u.iou(box) > self.nms_iou]
+                    if name in replace or not rivals:
+                        candidates.append(box)
+                    elif turn == 2:
+                        contest.update({i: max(contest.get(i, 0.0), box.score) for i in rivals})
+        upright = [dataclasses.replace(u, upside_down_score=max(u.upside_down_score, contest[i])) if i in contest
+                   else u for i, u in enumerate(upright)]
+        turned = non_max_suppression(candidates, self.nms_iou)
         kept = list(upright)
         for box in turned:  # a turned detection replaces upright ones of the same face: see the class docstring
             rivals = [u for u in upright if u.iou(box) > self.nms_iou]
-            margin = 0.0 if id(box) in upside_down else self.turn_margin
-            if not rivals or box.score >= max(u.score for u in rivals) + margin:
+            need = 0.0 if id(box) in upside_down else self.turn_margin if margin is None else margin
+            if not rivals or box.score >= max(u.score for u in rivals) + need:
+                if box.unsure and any(not u.unsure for u in rivals):  # a new reading of a face the upright
+                    box = dataclasses.replace(box, unsure=False)  # pass found too, not a new face
                 kept = [k for k in kept if k not in rivals or k is box] + [box]
         return sorted(kept, key=lambda b: b.score, reverse=True)
 

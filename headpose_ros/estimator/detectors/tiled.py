@@ -185,10 +185,10 @@ class TiledFaceDetector:
 
     def _merged(self, whole: list[FaceBox], tiled: list[FaceBox]) -> list[FaceBox]:
         """The whole frame's boxes and the tiles' (``unsure``) merged (:func:`merge_boxes`); a tile box that a
-        whole-frame box overlaps (IoU above ``nms_iou``) is sure."""
+        whole-frame box that is sure overlaps (IoU above ``nms_iou``) is sure."""
         out = []
         for box in merge_boxes(whole + tiled, self.nms_iou, self.containment):
-            if box.unsure and any(box.iou(w) > self.nms_iou for w in whole):
+            if box.unsure and any(box.iou(w) > self.nms_iou and not w.unsure for w in whole):
                 box = dataclasses.replace(box, unsure=False)
             out.append(box)
         return out
