@@ -243,6 +243,44 @@ def test_eval_command_json(tmp_path, monkeypatch, capsys):
     assert "all (+-99 deg)" in printed and "image00001.jpg" in printed
 
 
+def test_eval_command_turns(tmp_path, monkeypatch, capsys):
+    """--turn 0 90: one summary per turn in the JSON, a turn_deg column in the CSV, the turns side by side."""
+    import scipy.io
+
+    from tools_fakes import make_model_file, register_fake_backends
+
+    register_fake_backends(monkeypatch)
+    weights = make_model_file(tmp_path / "model")
+    data = tmp_path / "aflw"
+    data.mkdir()
+    for i, pose in enumerate([(0.1, 0.2, 0.0), (0.0, -0.3, 0.1)]):
+        write_png(data / f"image{i:05d}.jpg", 255)
+        scipy.io.savemat(str(data / f"image{i:05d}.mat"), {"Pose_Para": np.array([[*pose, 0, 0, 0, 1]])})
+    parser = argparse.ArgumentParser()
+    evaluate.register(parser.add_subparsers())
+    args = parser.parse_args(["eval", "--format", "aflw2000", str(data), "--detector", "bright", "--keypoints",
+                              "layout", "--model", str(weights), "--device", "cpu", "--turn", "0", "90", "--json",
+                              str(tmp_path / "m.json"), "--per-sample", str(tmp_path / "p.csv")])
+    assert args.func(args) == 0
+    out = json.loads((tmp_path / "m.json").read_text())
+    assert [t["turn_deg"] for t in out["turns"]] == [0.0, 90.0] and all(t["n"] == 2 for t in out["turns"])
+    assert "mae" not in out and out["config"]["detector"] == "bright"
+    rows = [r.split(",") for r in (tmp_path / "p.csv").read_text().splitlines()]
+    assert rows[0][2] == "turn_deg" and [r[2] for r in rows[1:]] == ["0", "0", "90", "90"]
+    printed = capsys.readouterr().out
+    assert "turned 90 deg clockwise:" in printed and "- turn 0" in printed
+
+
+def test_turn_is_refused_for_stored_heatmaps(tmp_path):
+    from headpose_ros.estimator.errors import ConfigError
+
+    parser = argparse.ArgumentParser()
+    evaluate.register(parser.add_subparsers())
+    args = parser.parse_args(["eval", "--format", "openpose-npz", str(tmp_path), "--turn", "90"])
+    with pytest.raises(ConfigError, match="--turn"):
+        args.func(args)
+
+
 def test_part_splits_sorted_samples_into_contiguous_parts():
     """--part I/N: the parts are contiguous, disjoint and together cover every sample once."""
     assert evaluate.parse_part(None) is None and evaluate.parse_part("2/3") == (2, 3)

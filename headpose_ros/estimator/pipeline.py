@@ -263,9 +263,6 @@ class HeadPoseEstimator:
                 closer()
 
 
-__all__ = ["HeadPoseEstimator", "EstimatorConfig", "STAGES", "HEATMAP_SIZE", "NUM_KEYPOINTS"]
-
-
 def _tilted(located: FaceKeypoints) -> bool:
     """Whether a face's eye line is tilted beyond ``DOUBT_TILT_DEG`` (an upright detector misreads such faces)."""
     xy = located.keypoints.xy
@@ -289,3 +286,6 @@ def _takes_over(turned: FaceKeypoints, kept: FaceKeypoints) -> bool:
         return True
     presence = [k.presence if k.presence is not None else 0.0 for k in (turned, kept)]
     return presence[0] > presence[1]
+
+
+__all__ = ["HeadPoseEstimator", "EstimatorConfig", "STAGES", "HEATMAP_SIZE", "NUM_KEYPOINTS"]

@@ -286,12 +286,13 @@ def run(args: argparse.Namespace) -> int:
         part = parse_part(getattr(args, "part", None))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    turned = bool(getattr(args, "turn", None))
+    turns = [float(t) for t in args.turn] if turned else [0.0]
+    if args.format == "openpose-npz" and turns != [0.0]:
+        raise ConfigError("--turn turns images; openpose-npz holds heatmaps")
     dataset = load_dataset(args.format, args.path, limit=args.limit, sequences=args.sequences)
     if part is not None:
         dataset = dataset.subset(part_mask(len(dataset), part))
-    turns = [float(t) for t in args.turn] if getattr(args, "turn", None) else [0.0]
-    if args.format == "openpose-npz" and turns != [0.0]:
-        raise ConfigError("--turn turns images; openpose-npz holds heatmaps")
     base = {"model": "openpose", "keypoints": "openpose"} if args.format == "openpose-npz" else {}
     config = config_from_args(args, base)
     in_range = within_range(dataset.ypr, args.max_angle) if len(dataset) else np.zeros(0, bool)
@@ -333,7 +334,7 @@ def run(args: argparse.Namespace) -> int:
               "sequences": sorted({s.sequence for s in dataset.samples if s.sequence}) or None,
               "skipped_files": skipped}
     for (turn, _), summary in zip(runs, summaries):
-        if getattr(args, "turn", None):
+        if turned:
             print(f"\nturned {turn:g} deg clockwise:")
         print(format_summary({**common, **summary}))
         if summary["not_detected"]:
@@ -341,7 +342,7 @@ def run(args: argparse.Namespace) -> int:
             more = len(summary["not_detected"]) - len(shown)
             print(f"not detected ({len(summary['not_detected'])}, of which {summary['wrong_face_only']} with only "
                   f"other faces): {', '.join(shown)}" + (f" ... and {more} more" if more > 0 else ""))
-    if getattr(args, "turn", None):
+    if turned:
         print("\n" + format_turns([turn for turn, _ in runs], summaries))
         report = {**common, "turns": [{"turn_deg": turn, **summary} for (turn, _), summary in zip(runs, summaries)]}
     else:

@@ -16,7 +16,7 @@ seed, so tests and benchmarks see the same pixels on every run.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -223,7 +223,7 @@ def _grace_hopper() -> Optional[np.ndarray]:
         return None
 
 
-def turn_image(img: np.ndarray, angle_deg: float, fill: tuple[float, ...] = (128, 128, 128),
+def turn_image(img: np.ndarray, angle_deg: float, fill: Sequence[float] = (128, 128, 128),
                expand: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """``img`` turned clockwise on screen by ``angle_deg`` about its centre, and the 2x3 map of image pixels into the
     turned one. ``expand``: the canvas grows to hold the whole turned image; else it keeps ``img``'s size (corners
