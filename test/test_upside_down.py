@@ -5,7 +5,8 @@ The detector: the short-range model looks upside down too (``turn_models: both``
 its score is noted on that box (``FaceBox.upside_down_score``), and in the wider search (``detect_more``) it may
 replace it. The pipeline: a face read better upside down is doubted and takes the wider search's reading where its
 keypoints show no profile or the face mesh believes that reading more; a profile otherwise keeps its upright
-reading (BlazeFace reads some upright profiles upside down with a higher score). Stand-in passes and keypoints;
+reading (BlazeFace reads some upright profiles upside down with a higher score). A face whose eye line is tilted
+20-40 deg is doubted the same way; beyond 40 deg the wider search's reading wins. Stand-in passes and keypoints;
 the real images are in test_roll.py and test_video_mode.py.
 """
 
@@ -155,6 +156,18 @@ class Layout(LayoutKeypoints):
         return out
 
 
+class Presence(Layout):
+    """The face mesh's presence: ``kept`` on the first search's box (x0 = 40), ``turned`` on the wider one's."""
+
+    def __init__(self, layout: np.ndarray, kept: float, turned: float):
+        super().__init__(layout)
+        self.values = {40.0: kept, 44.0: turned}
+
+    def locate(self, image_bgr, boxes):
+        located = super().locate(image_bgr, boxes)
+        return [dataclasses.replace(k, presence=self.values[b.x0]) for b, k in zip(boxes, located)]
+
+
 def _estimator(readings: Readings, layout: np.ndarray) -> HeadPoseEstimator:
     return HeadPoseEstimator(detector=readings, keypoint_source=Layout(layout), regressor=ConstantRegressor())
 
@@ -178,16 +191,9 @@ def test_a_profile_read_better_upside_down_keeps_its_upright_reading():
 def test_a_profile_takes_the_upside_down_reading_that_the_face_mesh_believes_more():
     """Some upside-down faces read upright look like profiles to the face mesh, which believes their upside-down
     reading (presence) more: that one replaces the upright reading."""
-
-    class Believed(Layout):
-        """The face mesh's presence: 0.6 on the upright reading (x0 = 40), 1.0 on the turned one."""
-
-        def locate(self, image_bgr, boxes):
-            return [dataclasses.replace(k, presence=0.6 if b.x0 == 40.0 else 1.0)
-                    for b, k in zip(boxes, super().locate(image_bgr, boxes))]
-
     readings = Readings()
-    est = HeadPoseEstimator(detector=readings, keypoint_source=Believed(PROFILE_LAYOUT), regressor=ConstantRegressor())
+    est = HeadPoseEstimator(detector=readings, keypoint_source=Presence(PROFILE_LAYOUT, 0.6, 1.0),
+                            regressor=ConstantRegressor())
     assert [f.box.x0 for f in est.process(IMAGE).faces] == [44.0]
 
 
@@ -259,3 +265,31 @@ def test_a_turned_reading_replacing_a_sure_upright_detection_is_sure(make_detect
     det.passes = {(2, "short"): [added]}
     found = det.detect(IMAGE)
     assert [b.unsure for b in found] == [True] and [b.unsure for b in det.detect_more(IMAGE, found)] == [True]
+
+
+def _tilted_layout(layout: np.ndarray, degrees: float) -> np.ndarray:
+    """``layout`` (fractions of a box) turned ``degrees`` clockwise on screen about the box's centre."""
+    c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
+    return (layout - 0.5) @ np.array([[c, s], [-s, c]]) + 0.5
+
+
+class Sideways(Readings):
+    """A first search whose face is not contested, and a wider search reading it a quarter turn off."""
+
+    def __init__(self):
+        super().__init__(upside_down_score=0.0)
+        self.flipped = _box(44.0, 0.87, 90.0)
+
+
+@pytest.mark.parametrize("tilt, layout, presence, expected", [
+    (10.0, FRONTAL_LAYOUT, (0.6, 1.0), [40.0, 0]),  # level: no wider search
+    (30.0, FRONTAL_LAYOUT, (0.6, 1.0), [44.0, 1]),  # tilted 20-40 deg: the reading the mesh believes more
+    (30.0, FRONTAL_LAYOUT, (1.0, 1.0), [40.0, 1]),  # ... and no other (the profile rule is for upside down only)
+    (50.0, PROFILE_LAYOUT, (1.0, 0.6), [44.0, 1]),  # tilted beyond 40 deg: the wider reading in any case
+])
+def test_a_tilted_face_is_doubted_mildly_from_20_deg(tilt, layout, presence, expected):
+    readings = Sideways()
+    est = HeadPoseEstimator(detector=readings, keypoint_source=Presence(_tilted_layout(layout, tilt), *presence),
+                            regressor=ConstantRegressor())
+    faces = est.process(IMAGE).faces
+    assert [f.box.x0 for f in faces] + [readings.more_calls] == expected

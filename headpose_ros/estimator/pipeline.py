@@ -28,8 +28,13 @@ STAGES = ("detect", "keypoints", "regress", "total")
 FOLLOWED_IOU = 0.5
 #: Box overlap above which a periodic partial search's box is a followed face (that face is not added again).
 SAME_FACE_IOU = 0.3
-#: Eye-line tilt (degrees) beyond which the keypoint stage doubts a detector's upright reading (``detect_more``).
+#: Eye-line tilt (degrees) beyond which the keypoint stage doubts a detector's upright reading (``detect_more``)
+#: and takes the wider search's reading of the face in any case.
 DOUBT_TILT_DEG = 40.0
+#: Eye-line tilt (degrees) beyond which it doubts the reading mildly: the wider search runs, and its reading of the
+#: face replaces this one only where ``_takes_over`` says so (an upright pass misreads some faces turned a quarter
+#: and the face mesh levels them only part of the way, to 20-40 deg: the BIWI crops turned +-90 deg).
+MILD_TILT_DEG = 20.0
 #: ``quality.profile_of`` from which a face that the detector read better upside down keeps its upright reading
 #: unless the face mesh believes the upside-down one more (``_takes_over``): the development profiles that
 #: BlazeFace reads so measured 1.0, AFLW2000's upside-down frontal faces read upright 0.01-0.16.
@@ -198,15 +203,16 @@ class HeadPoseEstimator:
         """:meth:`_faces` of the detector's wider search, merged with ``pairs`` (the first search's faces that
         passed): one that passed with level eyes and no better upside-down reading stays as it is (a turned reading
         of the same box, e.g. a profile read upside down, which the face mesh can fit too, never replaces it); one
-        that the detector read better upside down takes the wider search's reading of its box where
-        :func:`_takes_over` says so; one whose eye line is tilted beyond ``DOUBT_TILT_DEG`` takes it in any case."""
-        level = [(b, k) for b, k in pairs if not _tilted(k)]
+        mildly doubted (the detector read it better upside down, or its eye line is tilted beyond ``MILD_TILT_DEG``)
+        takes the wider search's reading of its box where :func:`_takes_over` says so; one whose eye line is tilted
+        beyond ``DOUBT_TILT_DEG`` takes it in any case."""
+        level = [(b, k) for b, k in pairs if not _tilted(k, DOUBT_TILT_DEG)]
         located, more = self._faces(img, wider, followed)
-        out = [(b, k) for b, k in level if not _contested(b)]
-        for b, k in (p for p in level if _contested(p[0])):
+        out = [(b, k) for b, k in level if not _mildly_doubted(b, k)]
+        for b, k in (p for p in level if _mildly_doubted(*p)):
             rival = max(more, key=lambda p: p[0].iou(b), default=None)
-            out.append(rival if rival is not None and rival[0].iou(b) > SAME_FACE_IOU and _takes_over(rival[1], k)
-                       else (b, k))
+            out.append(rival if rival is not None and rival[0].iou(b) > SAME_FACE_IOU
+                       and _takes_over(rival[1], k, contested=_contested(b)) else (b, k))
         out += [(b, k) for b, k in more if all(b.iou(o) <= SAME_FACE_IOU for o, _ in out)]
         out.sort(key=lambda p: p[0].area, reverse=True)
         return located, out[: self.config.max_faces]
@@ -214,9 +220,9 @@ class HeadPoseEstimator:
     @staticmethod
     def _doubtful(located: list, pairs: list) -> bool:
         """Whether the keypoint stage doubts what the detector found: no face passed, a found box held no face
-        (keypoint source or quality check), a face's eye line is tilted beyond ``DOUBT_TILT_DEG`` (an upright
-        detector misreads faces rolled that far), or a face's upside-down reading is the better one."""
-        return not pairs or len(pairs) < len(located) or any(_tilted(k) or _contested(b) for b, k in pairs)
+        (keypoint source or quality check), a face's eye line is tilted beyond ``MILD_TILT_DEG`` (an upright
+        detector misreads faces rolled far), or a face's upside-down reading is the better one."""
+        return not pairs or len(pairs) < len(located) or any(_mildly_doubted(b, k) for b, k in pairs)
 
     def _check_faces(self, img: np.ndarray, pairs: list, followed: list[FaceBox]) -> list:
         """``pairs`` (box, keypoints) without the faces whose quality is below ``min_face_quality``; the check
@@ -263,10 +269,16 @@ class HeadPoseEstimator:
                 closer()
 
 
-def _tilted(located: FaceKeypoints) -> bool:
-    """Whether a face's eye line is tilted beyond ``DOUBT_TILT_DEG`` (an upright detector misreads such faces)."""
+def _tilted(located: FaceKeypoints, limit_deg: float) -> bool:
+    """Whether a face's eye line is tilted beyond ``limit_deg`` degrees either way."""
     xy = located.keypoints.xy
-    return bool(abs(np.degrees(geometry.eye_angle(xy[RIGHT_EYE], xy[LEFT_EYE]))) > DOUBT_TILT_DEG)
+    return bool(abs(np.degrees(geometry.eye_angle(xy[RIGHT_EYE], xy[LEFT_EYE]))) > limit_deg)
+
+
+def _mildly_doubted(box: FaceBox, located: FaceKeypoints) -> bool:
+    """Whether the detector read this face better upside down (:func:`_contested`) or its eye line is tilted beyond
+    ``MILD_TILT_DEG``: the wider search's reading replaces it only where :func:`_takes_over` says so."""
+    return _contested(box) or _tilted(located, MILD_TILT_DEG)
 
 
 def _contested(box: FaceBox) -> bool:
@@ -275,14 +287,16 @@ def _contested(box: FaceBox) -> bool:
     return box.upside_down_score > box.score
 
 
-def _takes_over(turned: FaceKeypoints, kept: FaceKeypoints) -> bool:
-    """Whether the wider search's reading ``turned`` of a contested face replaces the ``kept`` one: where the kept
-    keypoints show no profile (:func:`quality.profile_of` below ``UPSIDE_DOWN_PROFILE``: BlazeFace and the face mesh
-    read an upside-down face upright, with a lower score than upside down), or where the face mesh believes the
-    turned reading more (presence): BlazeFace also reads some upright profiles upside down with a higher score,
-    and then the mesh believes neither reading much, the upright one more; some upside-down faces read upright
-    look like profiles to the mesh, which then believes the turned reading fully."""
-    if profile_of(kept.keypoints.xy) < UPSIDE_DOWN_PROFILE:
+def _takes_over(turned: FaceKeypoints, kept: FaceKeypoints, contested: bool) -> bool:
+    """Whether the wider search's reading ``turned`` of a mildly doubted face replaces the ``kept`` one: where the
+    face mesh believes it more (presence), or, for a face the detector read better upside down (``contested``),
+    where the kept keypoints show no profile (:func:`quality.profile_of` below ``UPSIDE_DOWN_PROFILE``): BlazeFace
+    and the face mesh read an upside-down face upright, with a lower score than upside down and a presence that
+    saturates near 1 both ways. BlazeFace also reads some upright profiles upside down with a higher score, and
+    then the mesh believes neither reading much, the upright one more; some upside-down faces read upright look
+    like profiles to the mesh, which then believes the turned reading fully. (The profile rule for tilted faces
+    too cost small faces in HD frames 0.2 deg: ``small_faces --faces``, |yaw| up to 45 deg.)"""
+    if contested and profile_of(kept.keypoints.xy) < UPSIDE_DOWN_PROFILE:
         return True
     presence = [k.presence if k.presence is not None else 0.0 for k in (turned, kept)]
     return presence[0] > presence[1]

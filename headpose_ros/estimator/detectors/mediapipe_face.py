@@ -205,7 +205,7 @@ class MediaPipeFaceDetector:
     when the ``turn_models`` (default ``both``) also look at the image turned by a quarter, a half and three
     quarters of a turn (tflite runtime only): ``1`` never, ``4`` always, ``on_doubt`` (the default) upside down
     always and at a quarter turn either way when the face mesh doubts the result (:meth:`detect_more`, which the
-    pipeline calls when no face passed, a found box held no face, a face's eye line is tilted beyond 40 deg or its
+    pipeline calls when no face passed, a found box held no face, a face's eye line is tilted beyond 20 deg or its
     upside-down reading is the better one: the same poses as ``4`` on the development sets, the roll tests and the
     non-face scenes, at one turned pass per model instead of three for upright faces; but a confident upright face
     then hides a rolled one in the same single image: video mode still searches every turn, one per periodic
