@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from headpose_ros.estimator import geometry as g
 from headpose_ros.tools.scenes import turn_image
 

@@ -17,10 +17,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from headpose_ros.estimator import heatmaps as hm
 from headpose_ros.estimator.pipeline import HeadPoseEstimator
 from headpose_ros.estimator.quality import profile_of
-from headpose_ros.estimator.types import FaceBox, Keypoints
+from headpose_ros.estimator.types import FaceBox
 from tools_fakes import FRONTAL_LAYOUT, ConstantRegressor, LayoutKeypoints
 
 pytest.importorskip("mediapipe", reason="the BlazeFace models ship in the mediapipe wheel")
@@ -141,26 +140,11 @@ class Readings:
         return [self.flipped]
 
 
-class Layout(LayoutKeypoints):
-    """Places the five keypoints at ``layout`` (fractions of each box)."""
-
-    def __init__(self, layout: np.ndarray):
-        super().__init__()
-        self.layout = layout
-
-    def locate(self, image_bgr, boxes):
-        out = []
-        for box in boxes:
-            xy = np.stack([box.x0 + self.layout[:, 0] * box.width, box.y0 + self.layout[:, 1] * box.height], 1)
-            out.append(hm.face_keypoints(Keypoints(xy, self.confidence), self.threshold))
-        return out
-
-
-class Presence(Layout):
+class Presence(LayoutKeypoints):
     """The face mesh's presence: ``kept`` on the first search's box (x0 = 40), ``turned`` on the wider one's."""
 
     def __init__(self, layout: np.ndarray, kept: float, turned: float):
-        super().__init__(layout)
+        super().__init__(layout=layout)
         self.values = {40.0: kept, 44.0: turned}
 
     def locate(self, image_bgr, boxes):
@@ -169,7 +153,8 @@ class Presence(Layout):
 
 
 def _estimator(readings: Readings, layout: np.ndarray) -> HeadPoseEstimator:
-    return HeadPoseEstimator(detector=readings, keypoint_source=Layout(layout), regressor=ConstantRegressor())
+    return HeadPoseEstimator(detector=readings, keypoint_source=LayoutKeypoints(layout=layout),
+                             regressor=ConstantRegressor())
 
 
 def test_layouts_are_a_frontal_face_and_a_profile():
@@ -217,14 +202,14 @@ def test_the_wider_search_never_replaces_a_face_that_passed_level():
             self.more_calls += 1
             return [_box(44.0, 0.95, 90.0), _box(100.0, 0.9)]
 
-    class NoFaceRight(Layout):
+    class NoFaceRight(LayoutKeypoints):
         """No face in boxes right of x = 150."""
 
         def locate(self, image_bgr, boxes):
             return [None if b.x0 >= 150 else k for b, k in zip(boxes, super().locate(image_bgr, boxes))]
 
     readings = Doubt()
-    est = HeadPoseEstimator(detector=readings, keypoint_source=NoFaceRight(FRONTAL_LAYOUT),
+    est = HeadPoseEstimator(detector=readings, keypoint_source=NoFaceRight(),
                             regressor=ConstantRegressor())
     faces = est.process(IMAGE).faces
     assert readings.more_calls == 1 and sorted(f.box.x0 for f in faces) == [40.0, 100.0]

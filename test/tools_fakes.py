@@ -46,18 +46,21 @@ class BrightBlobDetector:
 
 
 class LayoutKeypoints:
-    """Places the five keypoints at FRONTAL_LAYOUT in each box, with confidences ``confidence``."""
+    """Places the five keypoints at ``layout`` (fractions of each box; default FRONTAL_LAYOUT) in each box, with
+    confidences ``confidence``."""
 
     heatmap_kind = "rendered"
 
-    def __init__(self, confidence: Sequence[float] = (0.9, 0.9, 0.9, 0.8, 0.8), threshold: float = 0.3):
+    def __init__(self, confidence: Sequence[float] = (0.9, 0.9, 0.9, 0.8, 0.8), threshold: float = 0.3,
+                 layout: np.ndarray = FRONTAL_LAYOUT):
         self.confidence = np.asarray(confidence, dtype=np.float64)
         self.threshold = threshold
+        self.layout = np.asarray(layout, dtype=np.float64)
 
     def locate(self, image_bgr: np.ndarray, boxes: Sequence[FaceBox]) -> list[Optional[FaceKeypoints]]:
         out: list[Optional[FaceKeypoints]] = []
         for box in boxes:
-            xy = np.stack([box.x0 + FRONTAL_LAYOUT[:, 0] * box.width, box.y0 + FRONTAL_LAYOUT[:, 1] * box.height], 1)
+            xy = np.stack([box.x0 + self.layout[:, 0] * box.width, box.y0 + self.layout[:, 1] * box.height], 1)
             out.append(hm.face_keypoints(Keypoints(xy, self.confidence), self.threshold))
         return out
 
