@@ -206,10 +206,12 @@ class HeadPoseEstimator:
         mildly doubted (the detector read it better upside down, or its eye line is tilted beyond ``MILD_TILT_DEG``)
         takes the wider search's reading of its box where :func:`_takes_over` says so; one whose eye line is tilted
         beyond ``DOUBT_TILT_DEG`` takes it in any case."""
-        level = [(b, k) for b, k in pairs if not _tilted(k, DOUBT_TILT_DEG)]
         located, more = self._faces(img, wider, followed)
-        out = [(b, k) for b, k in level if not _mildly_doubted(b, k)]
-        for b, k in (p for p in level if _mildly_doubted(*p)):
+        out, doubted = [], []
+        for b, k in pairs:
+            if not _tilted(k, DOUBT_TILT_DEG):
+                (doubted if _mildly_doubted(b, k) else out).append((b, k))
+        for b, k in doubted:
             rival = max(more, key=lambda p: p[0].iou(b), default=None)
             out.append(rival if rival is not None and rival[0].iou(b) > SAME_FACE_IOU
                        and _takes_over(rival[1], k, contested=_contested(b)) else (b, k))
