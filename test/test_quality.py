@@ -12,7 +12,8 @@ import pytest
 
 from headpose_ros.estimator.config import EstimatorConfig
 from headpose_ros.estimator.errors import ConfigError
-from headpose_ros.estimator.quality import SCORE_CAP, UNSURE_PRESENCE, profile_of, quality_from
+from headpose_ros.estimator.quality import (PROFILE_MIRROR, PROFILE_MIRROR_SCORE, SCORE_CAP, UNSURE_PRESENCE,
+                                            profile_of, quality_from)
 from headpose_ros.estimator.types import NOSE
 
 pytest.importorskip("skimage.data", reason="the scenes are made from scikit-image's bundled images")
@@ -37,10 +38,11 @@ def test_a_confident_detector_alone_cannot_pass_a_non_face() -> None:
 
 
 def test_a_small_face_also_needs_the_mesh_presence() -> None:
-    # a blurred 40 px crop gives a mirror-consistent mean face whatever it shows: presence decides
-    assert quality_from(0.01, 0.1, 0.75, width_px=120.0) > 0.9
-    assert quality_from(0.01, 0.1, 0.75, width_px=40.0) < 0.5
-    assert quality_from(0.01, 0.99, 0.75, width_px=40.0) > 0.9
+    # a blurred 40 px crop gives a mirror-consistent mean face whatever it shows: presence decides (a mean face
+    # looks frontal, profile_of 0.3; a small mirrored profile is the exception, test below)
+    assert quality_from(0.01, 0.1, 0.75, width_px=120.0, profile=0.3) > 0.9
+    assert quality_from(0.01, 0.1, 0.75, width_px=40.0, profile=0.3) < 0.5
+    assert quality_from(0.01, 0.99, 0.75, width_px=40.0, profile=0.3) > 0.9
 
 
 def test_a_face_only_the_tiles_found_needs_a_mesh_that_is_sure_of_it() -> None:
@@ -70,7 +72,28 @@ def test_a_profile_only_the_tiles_found_needs_less_presence() -> None:
     # seen when the bounds were chosen: part of a motorcycle, a mosaic of crops)
     assert quality_from(0.091, 0.634, 0.51, 34.1, 1.0, unsure=True) == 0.0
     assert quality_from(0.047, 0.774, 0.59, 81.6, 1.0, unsure=True) == 0.0
-    assert quality_from(0.03, 0.49, 0.9, 60.0, 1.0, unsure=True) == 0.0
+    assert quality_from(0.06, 0.49, 0.9, 60.0, 1.0, unsure=True) == 0.0  # (mirror above PROFILE_MIRROR)
+
+
+def test_a_small_mirrored_profile_needs_no_presence() -> None:
+    # evidence (mirror, presence, score, width, profile) of AFLW2000 development profiles (yaw 62-77 deg) pasted at
+    # 40-50 px into HD frames, which only the tiles found: the mirrored run repeats the profile, the mesh doubts it
+    profiles = ((0.0341, 0.0696, 0.7816, 44.0), (0.0261, 0.0706, 0.8383, 42.6), (0.027, 0.0143, 0.8099, 32.4))
+    for mirror, presence, score, width in profiles:
+        assert mirror <= PROFILE_MIRROR
+        assert quality_from(mirror, presence, score, width, 1.0, unsure=True) == pytest.approx(score)
+        assert quality_from(mirror, presence, score, width, 1.0) == pytest.approx(score)  # found in the whole frame
+        assert quality_from(mirror, presence, score, width, 0.9, unsure=True) == 0.0  # no clear profile
+        assert quality_from(2.0 * PROFILE_MIRROR, presence, score, width, 1.0, unsure=True) == 0.0
+        assert quality_from(mirror, presence, PROFILE_MIRROR_SCORE - 0.01, width, 1.0, unsure=True) == 0.0
+    # the nearest non-faces of generated HD frames without faces, tiles with both models (mirror above the bound,
+    # or a score below it): part of a motorcycle, the Hubble deep field, the lower half of the astronaut
+    for mirror, presence, score, width in ((0.045, 0.1245, 0.643, 139.0), (0.029, 0.0018, 0.514, 25.0),
+                                           (0.033, 0.0053, 0.534, 79.0), (0.05, 0.0017, 0.674, 39.0),
+                                           (0.024, 0.008, 0.614, 62.3)):
+        assert quality_from(mirror, presence, score, width, 1.0, unsure=True) < 0.45
+    # a large face found in the whole frame keeps the logistic quality; found only by the tiles, it takes its score
+    assert quality_from(0.03, 0.01, 0.65, 120.0, 1.0) < 0.45 < quality_from(0.03, 0.01, 0.65, 120.0, 1.0, unsure=True)
 
 
 #: Nose, right eye, left eye, right ear, left ear of a frontal face (image pixels).

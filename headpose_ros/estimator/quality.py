@@ -55,7 +55,13 @@ shipped; docs/reliability.md, "Small faces"). A profile is the exception (``UNSU
 presence is low for real profiles, so an unsure face whose mesh places the nose beyond an ear's outline
 (:func:`profile_of` at least 0.95) passes from a presence of 0.5 and a detector score of 0.6; no non-face that only
 the tiles found in the generated HD frames without faces met those bounds (docs/reliability.md, "Profiles that
-only the tiles find").
+only the tiles find"). Many small real profiles have a presence of 0.001-0.1, though, while the mirrored run
+repeats their nose and eyes closely: a **mirrored profile** (``profile_of`` at least ``UNSURE_PROFILE``, mirror
+disagreement at most ``PROFILE_MIRROR``, detector score at least ``PROFILE_MIRROR_SCORE``) that is small or
+``unsure`` needs no presence, and its quality is at least its detector score. Chosen on the candidates of generated
+HD frames without faces against half of the development faces pasted at 40-80 px; the score bound was raised from
+0.6 to 0.65 after frames of other seeds gave one non-face mirrored profile at 0.61 (docs/reliability.md, "Small
+profiles the mesh doubts").
 
 The weights were fitted (logistic regression, both classes weighted alike, :func:`headpose_ros.tools.
 false_faces.fit`) on the development sets' faces (AFLW2000 dev and every second BIWI dev crop: 1,301 faces,
@@ -107,6 +113,11 @@ UNSURE_PRESENCE = 0.99
 #: ``UNSURE_PROFILE_PRESENCE`` and a detector score of at least ``UNSURE_PROFILE_SCORE``: the mesh's presence is
 #: low for real profiles, and on the blur of a small non-face it fits a symmetric, frontal-looking face.
 UNSURE_PROFILE, UNSURE_PROFILE_PRESENCE, UNSURE_PROFILE_SCORE = 0.95, 0.5, 0.6
+#: A profile (``UNSURE_PROFILE``) with a detector score of at least ``PROFILE_MIRROR_SCORE`` whose mirrored run repeats
+#: its nose and eyes within ``PROFILE_MIRROR`` of the face's size is a **mirrored profile**: small or ``unsure``, it
+#: needs no presence at all, and its quality is at least the detector's score (the mesh's presence of small real
+#: profiles is often 0.001-0.1).
+PROFILE_MIRROR, PROFILE_MIRROR_SCORE = 0.04, 0.65
 #: Mesh landmark indices averaged into nose tip, right eye and left eye (as the face_mesh source does).
 _NOSE_EYES = ((1,), (33, 133, 159, 145), (362, 263, 386, 374))
 #: The keypoint source's presence (``FaceKeypoints.presence``) from which the check takes it instead of running the
@@ -153,15 +164,22 @@ def quality_from(mirror: float, presence: float, score: float, width_px: float =
     """The quality in [0, 1) of a face with mirror disagreement ``mirror`` (fraction of its size), mesh presence
     and detector score in [0, 1], ``width_px`` pixels wide, turned by ``profile`` (:func:`profile_of`): at most the
     presence below ``SMALL_FACE_PX``, and 0 for an ``unsure`` detection (:attr:`FaceBox.unsure`) whose presence is
-    below ``UNSURE_PRESENCE`` (unless it is a profile within the ``UNSURE_PROFILE*`` bounds)."""
-    if unsure and presence < UNSURE_PRESENCE and not (
+    below ``UNSURE_PRESENCE`` (unless it is a profile within the ``UNSURE_PROFILE*`` bounds); a small or ``unsure``
+    mirrored profile (``PROFILE_MIRROR``) needs no presence, and its quality is at least its detector score."""
+    mirrored_profile = profile >= UNSURE_PROFILE and score >= PROFILE_MIRROR_SCORE and mirror <= PROFILE_MIRROR
+    if unsure and presence < UNSURE_PRESENCE and not mirrored_profile and not (
             profile >= UNSURE_PROFILE and presence >= UNSURE_PROFILE_PRESENCE and score >= UNSURE_PROFILE_SCORE):
         return 0.0
     logit = (W_MIRROR * math.log(max(mirror, 0.0) + 1e-3) + W_PRESENCE * presence
              + W_SCORE * min(max(score, 0.0), SCORE_CAP)
              + W_FRONTAL * frontal_doubt(presence, profile) + BIAS)
     quality = 1.0 / (1.0 + math.exp(-min(max(logit, -50.0), 50.0)))
-    return min(quality, presence) if width_px < SMALL_FACE_PX else quality
+    small = width_px < SMALL_FACE_PX
+    if small:
+        quality = min(quality, presence)
+    if mirrored_profile and (small or unsure):
+        quality = max(quality, min(score, 0.999))
+    return quality
 
 
 class FaceQuality:
@@ -241,4 +259,5 @@ class FaceQuality:
 
 
 __all__ = ["FaceQuality", "FaceEvidence", "quality_from", "profile_of", "frontal_doubt", "SCORE_CAP", "SMALL_FACE_PX",
-           "UNSURE_PRESENCE", "UNSURE_PROFILE", "UNSURE_PROFILE_PRESENCE", "UNSURE_PROFILE_SCORE"]
+           "UNSURE_PRESENCE", "UNSURE_PROFILE", "UNSURE_PROFILE_PRESENCE", "UNSURE_PROFILE_SCORE", "PROFILE_MIRROR",
+           "PROFILE_MIRROR_SCORE"]
