@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from headpose_ros.estimator.detectors.tiled import (merge_boxes, stream_cycle, stream_subset, tile_grid,
                                                     tile_origins)
+from headpose_ros.estimator.errors import ConfigError
 from headpose_ros.estimator.types import FaceBox
 
 
@@ -70,7 +71,6 @@ def detectors():
 def test_options_are_checked() -> None:
     pytest.importorskip("mediapipe")
     from headpose_ros.estimator.detectors.tiled import TiledFaceDetector
-    from headpose_ros.estimator.errors import ConfigError
 
     for bad in ({"stream_tiles": 0}, {"stream_tiles": 2.5}, {"min_width": -1}, {"min_width": True},
                 {"tile_options": {"graph_floor": "no"}}):
@@ -151,8 +151,8 @@ def test_what_only_the_tiles_find_is_unsure(monkeypatch) -> None:
     from headpose_ros.estimator.detectors.tiled import TILE_OPTIONS, TiledFaceDetector
 
     detector = TiledFaceDetector()
-    assert TILE_OPTIONS["min_score"] == 0.5 and not TILE_OPTIONS["graph_floor"]
-    assert detector.tiles._detectors[0].logit_threshold == 0.0  # the full-range model keeps detections from 0.5
+    assert TILE_OPTIONS["min_score"] == 0.25 and not TILE_OPTIONS["graph_floor"] and detector.tile_min_score == 0.5
+    assert detector.tiles._detectors[0].logit_threshold < 0.0  # the full-range model keeps detections from 0.25
     monkeypatch.setattr(detector, "grid", lambda width, height: [(0, 0, 256), (512, 256, 256)])
     detector.tiles = _Fixed([FaceBox(10, 10, 50, 50, 0.55), FaceBox(100, 100, 150, 150, 0.65)])
     detector.base = _Fixed([FaceBox(521, 265, 561, 305, 0.52)])  # the whole frame's pass: the second tile's 0.55
@@ -163,6 +163,47 @@ def test_what_only_the_tiles_find_is_unsure(monkeypatch) -> None:
     # a whole-frame box that is itself unsure (the short-range model in a turned image) makes nothing sure
     detector.base = _Fixed([FaceBox(521, 265, 561, 305, 0.52, unsure=True)])
     assert [b.unsure for b in detector.detect(np.zeros((720, 1280, 3), np.uint8))] == [True] * 4
+
+
+class _Crops:
+    """A look detector that finds one box at a fixed place of each crop and records the crops' shapes."""
+
+    def __init__(self, box: FaceBox):
+        self.box, self.shapes = box, []
+
+    def detect(self, image_bgr: np.ndarray) -> list[FaceBox]:
+        self.shapes.append(image_bgr.shape[:2])
+        return [self.box]
+
+
+def test_weak_tile_detections_get_a_second_look(monkeypatch) -> None:
+    pytest.importorskip("mediapipe")
+    from headpose_ros.estimator.detectors.tiled import TiledFaceDetector
+
+    detector = TiledFaceDetector(looks=2)
+    monkeypatch.setattr(detector, "grid", lambda width, height: [(0, 0, 256)])
+    detector.base = _Fixed([FaceBox(600, 300, 700, 400, 0.9)])
+    # a box from 0.5, and three hints: one where the whole frame found a face, two free (the weaker one beyond
+    # `looks` once a third hint is added)
+    detector.tiles = _Fixed([FaceBox(10, 10, 50, 50, 0.6), FaceBox(100, 100, 140, 140, 0.4),
+                             FaceBox(150, 20, 190, 60, 0.3), FaceBox(610, 310, 690, 390, 0.45)])
+    detector.looker = _Crops(FaceBox(30, 31, 70, 71, 0.8))  # a face in the middle of a 100-px crop
+    found = detector.detect(np.zeros((720, 1280, 3), np.uint8))
+    # crops of 2.5 x 40 px around the free hints (best first; the second cut by the frame's top edge); the hint under
+    # the whole frame's face is not looked at
+    assert detector.looker.shapes == [(100, 100), (90, 100)]
+    assert [(b.x0, b.y0, b.score, b.unsure) for b in found] == [
+        (600, 300, 0.9, False), (100, 101, 0.8, True), (150, 31, 0.8, True), (10, 10, 0.6, True)]
+    detector.looks = 1
+    detector.looker.shapes.clear()
+    assert (100, 101, 0.8) in [(b.x0, b.y0, b.score) for b in detector.detect(np.zeros((720, 1280, 3), np.uint8))]
+    assert detector.looker.shapes == [(100, 100)]
+    # a look that finds nothing overlapping the hint adds nothing
+    detector.looker = _Crops(FaceBox(0, 0, 10, 10, 0.9))
+    assert len(detector.detect(np.zeros((720, 1280, 3), np.uint8))) == 2
+    assert TiledFaceDetector(looks=0).looker is None
+    with pytest.raises(ConfigError, match="look_context"):
+        TiledFaceDetector(look_context=0.5)
 
 
 @pytest.mark.parametrize("size", [(1920, 1080), (1280, 720)])

@@ -18,8 +18,13 @@ options that are not the tiled detector's own go to its base detector, so ``dete
 The cost grows with the number of tiles (``tile_count`` tells it for a frame size; with the defaults 84 at
 1920x1080, 40 at 1280x720). The tile detector (``TILE_OPTIONS``) is BlazeFace full-range, upright only (``turns:
 1``: the upside-down pass doubled the tiles' cost and found no more small faces), keeping detections from a score
-of 0.5 (``graph_floor: false``) instead of the model's floor of 0.6: with the floor the tiles missed the cameraman
-at 50 and 120 px in 1280x720 frames, whom the model mostly scores 0.5-0.6. Short- and full-range on the tiles
+of 0.5 (``tile_min_score``; ``graph_floor: false``) instead of the model's floor of 0.6: with the floor the tiles
+missed the cameraman at 50 and 120 px in 1280x720 frames, whom the model mostly scores 0.5-0.6. Weaker tile
+detections (from 0.25, the tile detector's ``min_score``) that overlap nothing found are hints: the ``looks`` (8)
+best of them get a **second look**, BlazeFace short-range (``LOOK_OPTIONS``) on a square crop of ``look_context``
+(2.5) times the hint's size around it, and its best box overlapping the hint is added (``unsure``). Small profiles
+are what the full-range model scores 0.3-0.5 in every tile, and the short-range model 0.6-0.9 once the face fills
+a third of its input (docs/reliability.md, "A second look at weak tile detections"). Short- and full-range on the tiles
 (``tile_options: {models: both, turns: 1}``) found him too, but cost more (17.4x the default's time per frame
 against 12.9x in one earlier run) and let a false face through. A box that only the tiles find (no whole-frame box
 overlaps it) is ``unsure`` (:attr:`~headpose_ros.estimator.types.FaceBox.unsure`): the face-quality check passes
@@ -57,8 +62,11 @@ from ..errors import ConfigError
 from ..types import FaceBox
 
 #: The tile detector's options unless ``tile_options`` says otherwise: BlazeFace full-range, upright only, keeping
-#: detections from 0.5 (below the model's own floor of 0.6: what only the tiles find is ``unsure`` anyway).
-TILE_OPTIONS: dict[str, Any] = {"models": "full", "turns": 1, "graph_floor": False, "min_score": 0.5}
+#: detections from 0.25 (below the model's own floor of 0.6): those from ``tile_min_score`` (0.5; what only the tiles
+#: find is ``unsure`` anyway) are boxes, the weaker ones hints for a second look.
+TILE_OPTIONS: dict[str, Any] = {"models": "full", "turns": 1, "graph_floor": False, "min_score": 0.25}
+#: The second look's detector unless ``look_options`` says otherwise: BlazeFace short-range, upright only, from 0.5.
+LOOK_OPTIONS: dict[str, Any] = {"models": "short", "turns": 1, "graph_floor": False, "min_score": 0.5}
 
 
 def tile_origins(length: int, tile: int, overlap: float) -> list[int]:
@@ -95,21 +103,20 @@ def stream_subset(tiles: list[tuple[int, int, int]], step: int, per_step: int) -
     return tiles[step % cycle::cycle]
 
 
+def overlaps(box: FaceBox, other: FaceBox, iou: float, containment: float) -> bool:
+    """Whether ``box`` overlaps ``other`` by more than ``iou`` or either lies more than ``containment`` inside the
+    other (intersection over the smaller area)."""
+    ix = max(0.0, min(box.x1, other.x1) - max(box.x0, other.x0))
+    iy = max(0.0, min(box.y1, other.y1) - max(box.y0, other.y0))
+    small = min(box.area, other.area)
+    return box.iou(other) > iou or (small > 0 and ix * iy / small > containment)
+
+
 def merge_boxes(boxes: list[FaceBox], iou: float, containment: float) -> list[FaceBox]:
-    """Boxes best score first, each dropped when it overlaps a kept one by more than ``iou`` or lies more
-    than ``containment`` inside it (intersection over the smaller area)."""
+    """Boxes best score first, each dropped when it :func:`overlaps` a kept one."""
     kept: list[FaceBox] = []
     for box in sorted(boxes, key=lambda b: b.score, reverse=True):
-        ok = True
-        for k in kept:
-            ix = max(0.0, min(box.x1, k.x1) - max(box.x0, k.x0))
-            iy = max(0.0, min(box.y1, k.y1) - max(box.y0, k.y0))
-            inter = ix * iy
-            small = min(box.area, k.area)
-            if box.iou(k) > iou or (small > 0 and inter / small > containment):
-                ok = False
-                break
-        if ok:
+        if not any(overlaps(box, k, iou, containment) for k in kept):
             kept.append(box)
     return kept
 
@@ -122,15 +129,18 @@ class TiledFaceDetector:
                  tile_detector: str = "mediapipe", tile_options: Optional[dict[str, Any]] = None,
                  tile_px: int = 256, overlap: float = 0.35, max_tile_fraction: float = 0.9,
                  nms_iou: float = 0.3, containment: float = 0.6, edge_margin: float = 0.02, stream_tiles: int = 12,
-                 min_width: int = 1280, num_threads: Optional[int] = None,
-                 **more_base_options: Any):
+                 min_width: int = 1280, tile_min_score: float = 0.5, looks: int = 8, look_context: float = 2.5,
+                 look_detector: str = "mediapipe", look_options: Optional[dict[str, Any]] = None,
+                 num_threads: Optional[int] = None, **more_base_options: Any):
         if base == "tiled" or tile_detector == "tiled":
             raise ConfigError("the tiled detector cannot wrap itself")
         if not 64 <= int(tile_px) <= 4096:
             raise ConfigError(f"tiled detector tile_px must lie in [64, 4096], not {tile_px!r}")
         if not 0.0 <= float(overlap) < 0.9 or not 0.0 < float(max_tile_fraction) <= 4.0:
             raise ConfigError("tiled detector overlap must lie in [0, 0.9) and max_tile_fraction in (0, 4]")
-        for name, value, low in (("stream_tiles", stream_tiles, 1), ("min_width", min_width, 0)):
+        if not 0.0 <= float(tile_min_score) <= 1.0 or not 1.0 <= float(look_context) <= 8.0:
+            raise ConfigError("tiled detector tile_min_score must lie in [0, 1] and look_context in [1, 8]")
+        for name, value, low in (("stream_tiles", stream_tiles, 1), ("min_width", min_width, 0), ("looks", looks, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"tiled detector {name} must be an integer >= {low}, not {value!r}")
         clash = sorted(set(more_base_options) & set(base_options or {}))
@@ -148,6 +158,9 @@ class TiledFaceDetector:
                               f"which refused it: {exc}") from exc
         self.tiles = DETECTORS.create(tile_detector, **options(tile_detector, dict(
             TILE_OPTIONS if tile_options is None else tile_options)))
+        self.looker = DETECTORS.create(look_detector, **options(look_detector, dict(
+            LOOK_OPTIONS if look_options is None else look_options))) if looks else None
+        self.tile_min_score, self.looks, self.look_context = float(tile_min_score), looks, float(look_context)
         self.tile_px, self.overlap = int(tile_px), float(overlap)
         self.max_tile_fraction = float(max_tile_fraction)
         self.nms_iou, self.containment, self.edge_margin = float(nms_iou), float(containment), float(edge_margin)
@@ -168,10 +181,12 @@ class TiledFaceDetector:
         """How many consecutive stream steps (:meth:`detect_stream`) search every tile of a frame once."""
         return stream_cycle(self.tile_count(width, height), self.stream_tiles)
 
-    def _tile_boxes(self, image_bgr: np.ndarray, tiles: list[tuple[int, int, int]]) -> list[FaceBox]:
-        """The tile detector's faces in each of ``tiles``, image pixels, without those cut by an inner tile edge."""
+    def _tile_boxes(self, image_bgr: np.ndarray, tiles: list[tuple[int, int, int]]
+                    ) -> tuple[list[FaceBox], list[FaceBox]]:
+        """The tile detector's faces in each of ``tiles``, image pixels, without those cut by an inner tile edge:
+        those from ``tile_min_score`` and the weaker ones (hints for :meth:`_look_again`), all ``unsure``."""
         height, width = image_bgr.shape[:2]
-        boxes = []
+        boxes, hints = [], []
         for x0, y0, side in tiles:
             x1, y1 = min(width, x0 + side), min(height, y0 + side)
             tile = np.ascontiguousarray(image_bgr[y0:y1, x0:x1])
@@ -180,25 +195,51 @@ class TiledFaceDetector:
                 cut = ((x0 > 0 and b.x0 < margin) or (y0 > 0 and b.y0 < margin)
                        or (x1 < width and b.x1 > (x1 - x0) - margin) or (y1 < height and b.y1 > (y1 - y0) - margin))
                 if not cut:
-                    boxes.append(FaceBox(b.x0 + x0, b.y0 + y0, b.x1 + x0, b.y1 + y0, b.score, unsure=True))
-        return boxes
+                    box = FaceBox(b.x0 + x0, b.y0 + y0, b.x1 + x0, b.y1 + y0, b.score, unsure=True)
+                    (boxes if b.score >= self.tile_min_score else hints).append(box)
+        return boxes, hints
 
-    def _merged(self, whole: list[FaceBox], tiled: list[FaceBox]) -> list[FaceBox]:
-        """The whole frame's boxes and the tiles' (``unsure``) merged (:func:`merge_boxes`); a tile box that a
-        whole-frame box that is sure overlaps (IoU above ``nms_iou``) is sure."""
+    def _look_again(self, image_bgr: np.ndarray, found: list[FaceBox], hints: list[FaceBox]) -> list[FaceBox]:
+        """``found`` and, for each of the ``looks`` best ``hints`` that overlaps nothing found, the look detector's
+        best box overlapping it (IoU above ``nms_iou``) in a square crop of ``look_context`` times its size around
+        it: a small profile that the full-range model scores 0.3-0.5 in its tiles, the short-range model scores
+        0.6-0.9 where it fills a third of the crop. Looked-at boxes are ``unsure``; best score first."""
+        if not self.looks or not hints:
+            return found
+        height, width = image_bgr.shape[:2]
+        looked = []
+        free = [h for h in merge_boxes(hints, self.nms_iou, self.containment)
+                if not any(overlaps(h, f, self.nms_iou, self.containment) for f in found)]
+        for hint in free[: self.looks]:
+            (cx, cy), half = hint.center, 0.5 * self.look_context * max(hint.width, hint.height)
+            x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
+            x1, y1 = min(width, int(math.ceil(cx + half))), min(height, int(math.ceil(cy + half)))
+            crop = np.ascontiguousarray(image_bgr[y0:y1, x0:x1])
+            seen = [FaceBox(b.x0 + x0, b.y0 + y0, b.x1 + x0, b.y1 + y0, b.score, unsure=True)
+                    for b in self.looker.detect(crop)]
+            best = max((b for b in seen if b.iou(hint) > self.nms_iou), key=lambda b: b.score, default=None)
+            if best is not None:
+                looked.append(best)
+        return merge_boxes(found + looked, self.nms_iou, self.containment)
+
+    def _merged(self, image_bgr: np.ndarray, whole: list[FaceBox], tiles: list[tuple[int, int, int]]
+                ) -> list[FaceBox]:
+        """The whole frame's boxes and those of ``tiles`` (``unsure``) merged (:func:`merge_boxes`), a tile box that
+        a whole-frame box that is sure overlaps (IoU above ``nms_iou``) made sure, then :meth:`_look_again`."""
+        tiled, hints = self._tile_boxes(image_bgr, tiles)
         out = []
         for box in merge_boxes(whole + tiled, self.nms_iou, self.containment):
             if box.unsure and any(box.iou(w) > self.nms_iou and not w.unsure for w in whole):
                 box = dataclasses.replace(box, unsure=False)
             out.append(box)
-        return out
+        return self._look_again(image_bgr, out, hints)
 
     def detect(self, image_bgr: np.ndarray) -> list[FaceBox]:
         """Faces of the whole frame and of every tile, merged, best score first (a frame without tiles: exactly
         the base detector's)."""
         tiles = self.grid(image_bgr.shape[1], image_bgr.shape[0])
         whole = list(self.base.detect(image_bgr))
-        return self._merged(whole, self._tile_boxes(image_bgr, tiles)) if tiles else whole
+        return self._merged(image_bgr, whole, tiles) if tiles else whole
 
     def detect_stream(self, image_bgr: np.ndarray, step: int) -> list[FaceBox]:
         """A stream's search in steps (video mode): the whole frame as the base detector searches it in a
@@ -209,7 +250,7 @@ class TiledFaceDetector:
         whole = list(base_stream(image_bgr, step) if callable(base_stream) else self.base.detect(image_bgr))
         if not tiles:
             return whole
-        return self._merged(whole, self._tile_boxes(image_bgr, stream_subset(tiles, step, self.stream_tiles)))
+        return self._merged(image_bgr, whole, stream_subset(tiles, step, self.stream_tiles))
 
     def detect_idle(self, image_bgr: np.ndarray, step: int) -> Optional[list[FaceBox]]:
         """Video mode's search while no face is in view: :meth:`detect_stream`, so that a small newcomer is found
@@ -226,7 +267,7 @@ class TiledFaceDetector:
         return more(image_bgr, found) if callable(more) else None
 
     def close(self) -> None:
-        for stage in (self.base, self.tiles):
+        for stage in (self.base, self.tiles, self.looker):
             closer = getattr(stage, "close", None)
             if callable(closer):
                 closer()
