@@ -183,8 +183,7 @@ def test_weak_tile_detections_get_a_second_look(monkeypatch) -> None:
     detector = TiledFaceDetector(looks=2)
     monkeypatch.setattr(detector, "grid", lambda width, height: [(0, 0, 256)])
     detector.base = _Fixed([FaceBox(600, 300, 700, 400, 0.9)])
-    # a box from 0.5, and three hints: one where the whole frame found a face, two free (the weaker one beyond
-    # `looks` once a third hint is added)
+    # a box from 0.5, and three hints: one under the whole frame's face, two free
     detector.tiles = _Fixed([FaceBox(10, 10, 50, 50, 0.6), FaceBox(100, 100, 140, 140, 0.4),
                              FaceBox(150, 20, 190, 60, 0.3), FaceBox(610, 310, 690, 390, 0.45)])
     detector.looker = _Crops(FaceBox(30, 31, 70, 71, 0.8))  # a face in the middle of a 100-px crop

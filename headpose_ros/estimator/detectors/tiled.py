@@ -23,7 +23,7 @@ missed the cameraman at 50 and 120 px in 1280x720 frames, whom the model mostly 
 detections (from 0.25, the tile detector's ``min_score``) that overlap nothing found are hints: the ``looks`` (8)
 best of them get a **second look**, BlazeFace short-range (``LOOK_OPTIONS``) on a square crop of ``look_context``
 (2.5) times the hint's size around it, and its best box overlapping the hint is added (``unsure``). Small profiles
-are what the full-range model scores 0.3-0.5 in every tile, and the short-range model 0.6-0.9 once the face fills
+are what the full-range model scores 0.3-0.5 in every tile, and the short-range model 0.5-0.9 once the face fills
 a third of its input (docs/reliability.md, "A second look at weak tile detections"). Short- and full-range on the tiles
 (``tile_options: {models: both, turns: 1}``) found him too, but cost more (17.4x the default's time per frame
 against 12.9x in one earlier run) and let a false face through. A box that only the tiles find (no whole-frame box
@@ -203,7 +203,7 @@ class TiledFaceDetector:
         """``found`` and, for each of the ``looks`` best ``hints`` that overlaps nothing found, the look detector's
         best box overlapping it (IoU above ``nms_iou``) in a square crop of ``look_context`` times its size around
         it: a small profile that the full-range model scores 0.3-0.5 in its tiles, the short-range model scores
-        0.6-0.9 where it fills a third of the crop. Looked-at boxes are ``unsure``; best score first."""
+        0.5-0.9 where it fills a third of the crop. Looked-at boxes are ``unsure``; best score first."""
         if not self.looks or not hints:
             return found
         height, width = image_bgr.shape[:2]
