@@ -121,6 +121,12 @@ def merge_boxes(boxes: list[FaceBox], iou: float, containment: float) -> list[Fa
     return kept
 
 
+def _detect_in(detector: Any, image_bgr: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> list[FaceBox]:
+    """``detector``'s faces in the window ``[x0, x1) x [y0, y1)`` of ``image_bgr``, in image pixels, ``unsure``."""
+    window = np.ascontiguousarray(image_bgr[y0:y1, x0:x1])
+    return [FaceBox(b.x0 + x0, b.y0 + y0, b.x1 + x0, b.y1 + y0, b.score, unsure=True) for b in detector.detect(window)]
+
+
 class TiledFaceDetector:
     """The whole frame through ``base``, plus a pyramid of tiles through ``tile_detector``; image pixels. Boxes that
     only the tiles found are ``unsure``; options not named here go to ``base`` (``num_threads`` to both)."""
@@ -189,21 +195,21 @@ class TiledFaceDetector:
         boxes, hints = [], []
         for x0, y0, side in tiles:
             x1, y1 = min(width, x0 + side), min(height, y0 + side)
-            tile = np.ascontiguousarray(image_bgr[y0:y1, x0:x1])
             margin = self.edge_margin * side
-            for b in self.tiles.detect(tile):
-                cut = ((x0 > 0 and b.x0 < margin) or (y0 > 0 and b.y0 < margin)
-                       or (x1 < width and b.x1 > (x1 - x0) - margin) or (y1 < height and b.y1 > (y1 - y0) - margin))
+            for box in _detect_in(self.tiles, image_bgr, x0, y0, x1, y1):
+                cut = ((x0 > 0 and box.x0 - x0 < margin) or (y0 > 0 and box.y0 - y0 < margin)
+                       or (x1 < width and box.x1 - x0 > (x1 - x0) - margin)
+                       or (y1 < height and box.y1 - y0 > (y1 - y0) - margin))
                 if not cut:
-                    box = FaceBox(b.x0 + x0, b.y0 + y0, b.x1 + x0, b.y1 + y0, b.score, unsure=True)
-                    (boxes if b.score >= self.tile_min_score else hints).append(box)
+                    (boxes if box.score >= self.tile_min_score else hints).append(box)
         return boxes, hints
 
     def _look_again(self, image_bgr: np.ndarray, found: list[FaceBox], hints: list[FaceBox]) -> list[FaceBox]:
-        """``found`` and, for each of the ``looks`` best ``hints`` that overlaps nothing found, the look detector's
-        best box overlapping it (IoU above ``nms_iou``) in a square crop of ``look_context`` times its size around
-        it: a small profile that the full-range model scores 0.3-0.5 in its tiles, the short-range model scores
-        0.5-0.9 where it fills a third of the crop. Looked-at boxes are ``unsure``; best score first."""
+        """``found`` merged (:func:`merge_boxes`) with, for each of the ``looks`` best ``hints`` that overlaps
+        nothing found, the look detector's best box overlapping it (IoU above ``nms_iou``) in a square crop of
+        ``look_context`` times its size around it: a small profile that the full-range model scores 0.3-0.5 in its
+        tiles, the short-range model scores 0.5-0.9 where it fills a third of the crop. Looked-at boxes are
+        ``unsure``; best score first."""
         if not self.looks or not hints:
             return found
         height, width = image_bgr.shape[:2]
@@ -214,9 +220,7 @@ class TiledFaceDetector:
             (cx, cy), half = hint.center, 0.5 * self.look_context * max(hint.width, hint.height)
             x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
             x1, y1 = min(width, int(math.ceil(cx + half))), min(height, int(math.ceil(cy + half)))
-            crop = np.ascontiguousarray(image_bgr[y0:y1, x0:x1])
-            seen = [FaceBox(b.x0 + x0, b.y0 + y0, b.x1 + x0, b.y1 + y0, b.score, unsure=True)
-                    for b in self.looker.detect(crop)]
+            seen = _detect_in(self.looker, image_bgr, x0, y0, x1, y1)
             best = max((b for b in seen if b.iou(hint) > self.nms_iou), key=lambda b: b.score, default=None)
             if best is not None:
                 looked.append(best)
