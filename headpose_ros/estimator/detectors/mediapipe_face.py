@@ -368,7 +368,7 @@ class MediaPipeFaceDetector:
         the upright ones it overlaps (:attr:`FaceBox.upside_down_score`)."""
         replace = self.turn_replace if replace is None else replace
         found = {turn: self._turned(image_bgr, turn, models) for turn, models in passes.items()}
-        upside_down = {id(b) for b in (b for boxes in found.get(2, {}).values() for b in boxes)}
+        upside_down = {id(b) for boxes in found.get(2, {}).values() for b in boxes}
         candidates, contest = [], {}  # contest: upright box index -> best upside-down score it was not replaced by
         for turn, per_model in found.items():
             for name, boxes in per_model.items():
