@@ -227,3 +227,4 @@ def test_every_within_range_counts_over_all_samples_and_keeps_the_benchmark_rang
                                                     for i, y in enumerate(yaws)])
     assert [s.name for s in datasets.every_within_range(data)] == ["s0", "s2", "s3", "s5", "s6"]
     assert [s.name for s in datasets.every_within_range(data, 2)] == ["s0", "s2", "s6"]  # s4 is beyond 99 deg
+    assert [s.name for s in datasets.every_within_range(data, 2, offset=1)] == ["s3", "s5"]  # s1 is beyond 99 deg

@@ -421,11 +421,11 @@ def within_range(ypr: np.ndarray, max_abs_deg: float = 99.0) -> np.ndarray:
     return np.all(np.abs(ypr) <= max_abs_deg, axis=1)
 
 
-def every_within_range(dataset: Dataset, every: int = 1) -> Iterator[Sample]:
-    """Every ``every``-th sample of ``dataset`` (counted over all its samples) whose angles lie within the
-    benchmarks' +-99 deg (:func:`within_range`)."""
+def every_within_range(dataset: Dataset, every: int = 1, offset: int = 0) -> Iterator[Sample]:
+    """Every ``every``-th sample of ``dataset`` from the ``offset``-th (counted over all its samples) whose angles
+    lie within the benchmarks' +-99 deg (:func:`within_range`): offsets 0 to ``every - 1`` split it into parts."""
     for i, (sample, ok) in enumerate(zip(dataset, within_range(dataset.ypr))):
-        if ok and not i % every:
+        if ok and not (i - offset) % every:
             yield sample
 
 

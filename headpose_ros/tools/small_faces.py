@@ -49,17 +49,18 @@ def _yaw_band(ypr: Sequence[float]) -> str:
     return next(f"{lo:g}-{hi:g}" for lo, hi in YAW_BANDS if lo <= yaw < hi or hi == YAW_BANDS[-1][1])
 
 
-def dataset_sources(fmt: str, path: str, every: int, estimator: Any) -> tuple[list[scenes.FaceSource], int]:
+def dataset_sources(fmt: str, path: str, every: int, estimator: Any, offset: int = 0
+                    ) -> tuple[list[scenes.FaceSource], int]:
     """Face sources from a labelled dataset (e.g. ``aflw2000``, one face per image): every ``every``-th sample
-    with its angles within the benchmarks' +-99 deg, its face's box the one ``estimator`` reports on the whole
-    image nearest the labelled face (the box that the found test of :func:`measure` compares with, as the shipped
-    portraits' boxes are BlazeFace's).
+    from the ``offset``-th with its angles within the benchmarks' +-99 deg, its face's box the one ``estimator``
+    reports on the whole image nearest the labelled face (the box that the found test of :func:`measure` compares
+    with, as the shipped portraits' boxes are BlazeFace's).
 
     Returns the sources and how many samples were left out because the estimator found no face in them."""
     from .datasets import every_within_range, load_dataset
 
     sources, missed = [], 0
-    for sample in every_within_range(load_dataset(fmt, path), every):
+    for sample in every_within_range(load_dataset(fmt, path), every, offset):
         image = sample.load_image()
         boxes = [f.box for f in estimator.process(image).faces]
         if not boxes:
@@ -244,6 +245,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="paste the faces of a labelled dataset (e.g. aflw2000 ../shared/data/aflw2000_dev) "
                              "instead of the shipped portraits; found rates are also given per band of |yaw|")
     parser.add_argument("--every", type=int, default=3, help="--faces: take every N-th sample")
+    parser.add_argument("--offset", type=int, default=0,
+                        help="--faces: from the OFFSET-th sample (0 to EVERY-1: other faces than offset 0's)")
     parser.add_argument("--json", default=None, help="write the figures to this file")
     args = parser.parse_args(argv)
     from ..estimator.detectors import DETECTORS
@@ -282,8 +285,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from ..estimator.pipeline import HeadPoseEstimator
 
         sources, missed = dataset_sources(args.faces[0], args.faces[1], max(1, args.every),
-                                          HeadPoseEstimator(EstimatorConfig(detector="mediapipe")))
-        extra = {"dataset": args.faces, "sources": len(sources), "left_out_not_found_whole": missed}
+                                          HeadPoseEstimator(EstimatorConfig(detector="mediapipe")), args.offset)
+        extra = {"dataset": args.faces, "every": args.every, "offset": args.offset, "sources": len(sources),
+                 "left_out_not_found_whole": missed}
     if args.video:
         result = measure_video(estimators, sizes, widths=args.widths, seeds=args.seeds, frames=args.frames,
                                min_score=args.min_score)
