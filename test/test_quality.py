@@ -12,7 +12,8 @@ import pytest
 
 from headpose_ros.estimator.config import EstimatorConfig
 from headpose_ros.estimator.errors import ConfigError
-from headpose_ros.estimator.quality import (PROFILE_MIRROR, PROFILE_MIRROR_SCORE, SCORE_CAP, UNSURE_PRESENCE,
+from headpose_ros.estimator.quality import (PROFILE_MIRROR, PROFILE_MIRROR_SCORE, SCORE_CAP, SURE_PROFILE_MIRROR,
+                                            SURE_PROFILE_MIRROR_SCORE, UNSURE_PRESENCE, mirrored_profile,
                                             profile_of, quality_from)
 from headpose_ros.estimator.types import NOSE
 
@@ -72,7 +73,7 @@ def test_a_profile_only_the_tiles_found_needs_less_presence() -> None:
     # seen when the bounds were chosen: part of a motorcycle, a mosaic of crops)
     assert quality_from(0.091, 0.634, 0.51, 34.1, 1.0, unsure=True) == 0.0
     assert quality_from(0.047, 0.774, 0.59, 81.6, 1.0, unsure=True) == 0.0
-    assert quality_from(0.06, 0.49, 0.9, 60.0, 1.0, unsure=True) == 0.0  # (mirror above PROFILE_MIRROR)
+    assert quality_from(0.08, 0.49, 0.9, 60.0, 1.0, unsure=True) == 0.0  # (mirror above SURE_PROFILE_MIRROR)
 
 
 def test_a_small_mirrored_profile_needs_no_presence() -> None:
@@ -94,6 +95,24 @@ def test_a_small_mirrored_profile_needs_no_presence() -> None:
         assert quality_from(mirror, presence, score, width, 1.0, unsure=True) < 0.45
     # a large face found in the whole frame keeps the logistic quality; found only by the tiles, it takes its score
     assert quality_from(0.03, 0.01, 0.65, 120.0, 1.0) < 0.45 < quality_from(0.03, 0.01, 0.65, 120.0, 1.0, unsure=True)
+
+
+def test_a_surer_detector_lets_a_mirrored_profile_disagree_more() -> None:
+    # evidence (mirror, presence, score) of AFLW2000 development profiles (yaw 63-81 deg) pasted at 50-80 px into
+    # HD frames, which only the tiles found: the mirrored run repeats these extreme profiles less closely
+    for mirror, presence, score in ((0.041, 0.182, 0.774), (0.055, 0.009, 0.791), (0.044, 0.014, 0.755),
+                                    (0.061, 0.014, 0.778)):
+        assert PROFILE_MIRROR < mirror <= SURE_PROFILE_MIRROR and score >= SURE_PROFILE_MIRROR_SCORE
+        assert mirrored_profile(mirror, score, 1.0) and not mirrored_profile(mirror, score, 0.9)
+        assert quality_from(mirror, presence, score, 60.0, 1.0, unsure=True) == pytest.approx(score)
+        assert quality_from(mirror, presence, SURE_PROFILE_MIRROR_SCORE - 0.01, 60.0, 1.0, unsure=True) == 0.0
+    assert not mirrored_profile(SURE_PROFILE_MIRROR + 0.005, 0.99, 1.0)
+    # the nearest non-faces of generated HD frames without faces (the Hubble deep field, the lower half of the
+    # astronaut, part of a motorcycle): a score below the surer bound, a mirror above it, or no clear profile
+    nearest = ((0.055, 0.001, 0.689, 23.5, 1.0), (0.065, 0.032, 0.692, 81.5, 1.0), (0.086, 0.008, 0.795, 44.3, 0.91),
+               (0.046, 0.017, 0.727, 30.8, 0.92))
+    for mirror, presence, score, width, profile in nearest:
+        assert quality_from(mirror, presence, score, width, profile, unsure=True) < 0.45
 
 
 #: Nose, right eye, left eye, right ear, left ear of a frontal face (image pixels).

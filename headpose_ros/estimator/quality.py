@@ -61,7 +61,10 @@ disagreement at most ``PROFILE_MIRROR``, detector score at least ``PROFILE_MIRRO
 ``unsure`` needs no presence, and its quality is at least its detector score. Chosen on the candidates of generated
 HD frames without faces against half of the development faces pasted at 40-80 px; the score bound was raised from
 0.6 to 0.65 after frames of other seeds gave one non-face mirrored profile at 0.61 (docs/reliability.md, "Small
-profiles the mesh doubts").
+profiles the mesh doubts"). Extreme profiles (75-82 deg of yaw) that the mesh repeats less closely (0.04-0.06) came
+with surer detections (0.75-0.83), where no non-face of those frames was a profile within 0.07: from a score of
+``SURE_PROFILE_MIRROR_SCORE`` (0.75) the bound is ``SURE_PROFILE_MIRROR`` (0.07) (docs/reliability.md, "Extreme
+profiles with a surer detector").
 
 The weights were fitted (logistic regression, both classes weighted alike, :func:`headpose_ros.tools.
 false_faces.fit`) on the development sets' faces (AFLW2000 dev and every second BIWI dev crop: 1,301 faces,
@@ -116,8 +119,11 @@ UNSURE_PROFILE, UNSURE_PROFILE_PRESENCE, UNSURE_PROFILE_SCORE = 0.95, 0.5, 0.6
 #: A profile (``UNSURE_PROFILE``) with a detector score of at least ``PROFILE_MIRROR_SCORE`` whose mirrored run repeats
 #: its nose and eyes within ``PROFILE_MIRROR`` of the face's size is a **mirrored profile**: small or ``unsure``, it
 #: needs no presence at all, and its quality is at least the detector's score (the mesh's presence of small real
-#: profiles is often 0.001-0.1).
+#: profiles is often 0.001-0.1)...
 PROFILE_MIRROR, PROFILE_MIRROR_SCORE = 0.04, 0.65
+#: ... and so is one whose detector is surer (a score of at least ``SURE_PROFILE_MIRROR_SCORE``) and whose mirrored run
+#: repeats it within ``SURE_PROFILE_MIRROR``: extreme profiles (yaw 75-80 deg) that the mesh repeats less closely.
+SURE_PROFILE_MIRROR, SURE_PROFILE_MIRROR_SCORE = 0.07, 0.75
 #: Mesh landmark indices averaged into nose tip, right eye and left eye (as the face_mesh source does).
 _NOSE_EYES = ((1,), (33, 133, 159, 145), (362, 263, 386, 374))
 #: The keypoint source's presence (``FaceKeypoints.presence``) from which the check takes it instead of running the
@@ -159,15 +165,23 @@ def frontal_doubt(presence: float, profile: float) -> float:
     return (1.0 - min(max(profile, 0.0), 1.0)) * min(max(decades, 0.0), 1.0)
 
 
+def mirrored_profile(mirror: float, score: float, profile: float) -> bool:
+    """Whether a face turned by ``profile`` (:func:`profile_of`) with detector score ``score`` and mirror
+    disagreement ``mirror`` (fraction of its size) is a mirrored profile: ``PROFILE_MIRROR`` from a score of
+    ``PROFILE_MIRROR_SCORE``, ``SURE_PROFILE_MIRROR`` from ``SURE_PROFILE_MIRROR_SCORE``."""
+    return profile >= UNSURE_PROFILE and ((score >= PROFILE_MIRROR_SCORE and mirror <= PROFILE_MIRROR)
+                                          or (score >= SURE_PROFILE_MIRROR_SCORE and mirror <= SURE_PROFILE_MIRROR))
+
+
 def quality_from(mirror: float, presence: float, score: float, width_px: float = SMALL_FACE_PX,
                  profile: float = 1.0, unsure: bool = False) -> float:
     """The quality in [0, 1) of a face with mirror disagreement ``mirror`` (fraction of its size), mesh presence
     and detector score in [0, 1], ``width_px`` pixels wide, turned by ``profile`` (:func:`profile_of`): at most the
     presence below ``SMALL_FACE_PX``, and 0 for an ``unsure`` detection (:attr:`FaceBox.unsure`) whose presence is
     below ``UNSURE_PRESENCE`` (unless it is a profile within the ``UNSURE_PROFILE*`` bounds); a small or ``unsure``
-    mirrored profile (``PROFILE_MIRROR``) needs no presence, and its quality is at least its detector score."""
-    mirrored_profile = profile >= UNSURE_PROFILE and score >= PROFILE_MIRROR_SCORE and mirror <= PROFILE_MIRROR
-    if unsure and presence < UNSURE_PRESENCE and not mirrored_profile and not (
+    mirrored profile (:func:`mirrored_profile`) needs no presence, and its quality is at least its detector score."""
+    mirrored = mirrored_profile(mirror, score, profile)
+    if unsure and presence < UNSURE_PRESENCE and not mirrored and not (
             profile >= UNSURE_PROFILE and presence >= UNSURE_PROFILE_PRESENCE and score >= UNSURE_PROFILE_SCORE):
         return 0.0
     logit = (W_MIRROR * math.log(max(mirror, 0.0) + 1e-3) + W_PRESENCE * presence
@@ -177,7 +191,7 @@ def quality_from(mirror: float, presence: float, score: float, width_px: float =
     small = width_px < SMALL_FACE_PX
     if small:
         quality = min(quality, presence)
-    if mirrored_profile and (small or unsure):
+    if mirrored and (small or unsure):
         quality = max(quality, min(score, 0.999))
     return quality
 
@@ -258,6 +272,7 @@ class FaceQuality:
             self._model.close()
 
 
-__all__ = ["FaceQuality", "FaceEvidence", "quality_from", "profile_of", "frontal_doubt", "SCORE_CAP", "SMALL_FACE_PX",
-           "UNSURE_PRESENCE", "UNSURE_PROFILE", "UNSURE_PROFILE_PRESENCE", "UNSURE_PROFILE_SCORE", "PROFILE_MIRROR",
-           "PROFILE_MIRROR_SCORE"]
+__all__ = ["FaceQuality", "FaceEvidence", "quality_from", "mirrored_profile", "profile_of", "frontal_doubt",
+           "SCORE_CAP", "SMALL_FACE_PX", "UNSURE_PRESENCE", "UNSURE_PROFILE", "UNSURE_PROFILE_PRESENCE",
+           "UNSURE_PROFILE_SCORE", "PROFILE_MIRROR", "PROFILE_MIRROR_SCORE", "SURE_PROFILE_MIRROR",
+           "SURE_PROFILE_MIRROR_SCORE"]
