@@ -61,8 +61,8 @@ disagreement at most ``PROFILE_MIRROR``, detector score at least ``PROFILE_MIRRO
 ``unsure`` needs no presence, and its quality is at least its detector score. Chosen on the candidates of generated
 HD frames without faces against half of the development faces pasted at 40-80 px; the score bound was raised from
 0.6 to 0.65 after frames of other seeds gave one non-face mirrored profile at 0.61 (docs/reliability.md, "Small
-profiles the mesh doubts"). Extreme profiles (75-82 deg of yaw) that the mesh repeats less closely (0.04-0.06) came
-with surer detections (0.75-0.83), where no non-face of those frames was a profile within 0.07: from a score of
+profiles the mesh doubts"). Profiles of 63-81 deg of yaw that the mesh repeats less closely (0.041-0.061) came with
+surer detections (0.755-0.791), where no small non-face of those frames was a profile within 0.07: from a score of
 ``SURE_PROFILE_MIRROR_SCORE`` (0.75) the bound is ``SURE_PROFILE_MIRROR`` (0.07) (docs/reliability.md, "Extreme
 profiles with a surer detector").
 
@@ -122,7 +122,7 @@ UNSURE_PROFILE, UNSURE_PROFILE_PRESENCE, UNSURE_PROFILE_SCORE = 0.95, 0.5, 0.6
 #: profiles is often 0.001-0.1)...
 PROFILE_MIRROR, PROFILE_MIRROR_SCORE = 0.04, 0.65
 #: ... and so is one whose detector is surer (a score of at least ``SURE_PROFILE_MIRROR_SCORE``) and whose mirrored run
-#: repeats it within ``SURE_PROFILE_MIRROR``: extreme profiles (yaw 75-80 deg) that the mesh repeats less closely.
+#: repeats it within ``SURE_PROFILE_MIRROR``: far-turned profiles (yaw 63-81 deg) that the mesh repeats less closely.
 SURE_PROFILE_MIRROR, SURE_PROFILE_MIRROR_SCORE = 0.07, 0.75
 #: Mesh landmark indices averaged into nose tip, right eye and left eye (as the face_mesh source does).
 _NOSE_EYES = ((1,), (33, 133, 159, 145), (362, 263, 386, 374))
