@@ -62,7 +62,7 @@ disagreement at most ``PROFILE_MIRROR``, detector score at least ``PROFILE_MIRRO
 HD frames without faces against half of the development faces pasted at 40-80 px; the score bound was raised from
 0.6 to 0.65 after frames of other seeds gave one non-face mirrored profile at 0.61 (docs/reliability.md, "Small
 profiles the mesh doubts"). Profiles of 63-81 deg of yaw that the mesh repeats less closely (0.041-0.061) came with
-surer detections (0.755-0.791), and no small or unsure non-face of those frames was a profile within 0.07 scored
+surer detections (0.755-0.791), and no small or unsure non-face of those frames that was a profile within 0.07 scored
 0.7 or more: from a score of ``SURE_PROFILE_MIRROR_SCORE`` (0.75) the bound is ``SURE_PROFILE_MIRROR`` (0.07)
 (docs/reliability.md, "Extreme profiles with a surer detector").
 
