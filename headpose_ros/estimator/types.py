@@ -69,11 +69,15 @@ class FaceBox:
             self, x0=float(np.clip(self.x0, 0, width)), y0=float(np.clip(self.y0, 0, height)),
             x1=float(np.clip(self.x1, 0, width)), y1=float(np.clip(self.y1, 0, height)))
 
-    def iou(self, other: "FaceBox") -> float:
-        """Intersection over union with ``other`` (0 when either is empty)."""
+    def intersection(self, other: "FaceBox") -> float:
+        """Area (square pixels) that this box and ``other`` share."""
         ix = max(0.0, min(self.x1, other.x1) - max(self.x0, other.x0))
         iy = max(0.0, min(self.y1, other.y1) - max(self.y0, other.y0))
-        inter = ix * iy
+        return ix * iy
+
+    def iou(self, other: "FaceBox") -> float:
+        """Intersection over union with ``other`` (0 when either is empty)."""
+        inter = self.intersection(other)
         union = self.area + other.area - inter
         return inter / union if union > 0 else 0.0
 

@@ -106,10 +106,8 @@ def stream_subset(tiles: list[tuple[int, int, int]], step: int, per_step: int) -
 def overlaps(box: FaceBox, other: FaceBox, iou: float, containment: float) -> bool:
     """Whether ``box`` overlaps ``other`` by more than ``iou`` or either lies more than ``containment`` inside the
     other (intersection over the smaller area)."""
-    ix = max(0.0, min(box.x1, other.x1) - max(box.x0, other.x0))
-    iy = max(0.0, min(box.y1, other.y1) - max(box.y0, other.y0))
     small = min(box.area, other.area)
-    return box.iou(other) > iou or (small > 0 and ix * iy / small > containment)
+    return box.iou(other) > iou or (small > 0 and box.intersection(other) / small > containment)
 
 
 def merge_boxes(boxes: list[FaceBox], iou: float, containment: float) -> list[FaceBox]:
