@@ -54,6 +54,16 @@ def test_merge_drops_duplicates_and_cut_faces_inside_better_ones() -> None:
     part = FaceBox(100, 100, 130, 160, 0.8)  # half of the face, from a tile's edge
     other = FaceBox(400, 100, 450, 150, 0.6)
     assert merge_boxes([duplicate, part, other, whole], 0.3, 0.6) == [whole, other]
+    assert merge_boxes([duplicate, part, other, whole], 0.3, 0.6, nested_ratio=3.0) == [whole, other]  # 2x apart
+
+
+def test_a_small_box_inside_a_much_wider_better_one_is_left_for_the_check() -> None:
+    false_frame = FaceBox(0, 0, 600, 600, 0.9)  # e.g. a false whole-frame box around a small face
+    face = FaceBox(300, 300, 340, 340, 0.6)  # 15x narrower, wholly inside it
+    part = FaceBox(10, 10, 250, 250, 0.7)  # 2.5x narrower: a part of the big box's face, merged as before
+    assert merge_boxes([face, false_frame, part], 0.3, 0.6) == [false_frame]  # nested_ratio 0: whatever the widths
+    assert merge_boxes([face, false_frame, part], 0.3, 0.6, nested_ratio=3.0) == [false_frame, face]
+    assert merge_boxes([face, false_frame], 0.3, 0.6, nested_ratio=20.0) == [false_frame]
 
 
 @pytest.fixture(scope="module")
@@ -203,6 +213,29 @@ def test_weak_tile_detections_get_a_second_look(monkeypatch) -> None:
     assert TiledFaceDetector(looks=0).looker is None
     with pytest.raises(ConfigError, match="look_context"):
         TiledFaceDetector(look_context=0.5)
+    with pytest.raises(ConfigError, match="nested_ratio"):
+        TiledFaceDetector(nested_ratio=0.5)
+
+
+def test_a_false_whole_frame_box_no_longer_hides_a_small_face(tiled_estimator, monkeypatch) -> None:
+    from headpose_ros.tools import scenes
+
+    img, truth = scenes.face_scene(scenes.face_sources()[0], 45.0, SIZE, np.random.default_rng(5))
+    detector = tiled_estimator.detector
+    real_base = detector.base.detect
+    assert not any(b.iou(truth) > 0.3 for b in real_base(img))  # only the tiles find the face
+    cx, cy = truth.center
+    wall = FaceBox(max(0.0, cx - 250), max(0.0, cy - 250), min(SIZE[0], cx + 250), min(SIZE[1], cy + 250), 0.95)
+    assert wall.intersection(truth) == pytest.approx(truth.area)  # a false 500-px box around it, scored higher
+    monkeypatch.setattr(detector.base, "detect", lambda image: real_base(image) + [wall])
+    tiled_estimator.video.reset()
+    assert detector.nested_ratio == 3.0
+    assert any(b.iou(truth) > 0.3 for b in detector.detect(img)) and any(b.score == 0.95 for b in detector.detect(img))
+    faces = tiled_estimator.process(img).faces
+    assert _found(tiled_estimator.process(img), truth) and not any(f.box.score == 0.95 for f in faces)
+    monkeypatch.setattr(detector, "nested_ratio", 0.0)  # the containment merge whatever the widths: the face is lost
+    assert not any(b.iou(truth) > 0.3 for b in detector.detect(img))
+    assert not _found(tiled_estimator.process(img), truth)
 
 
 @pytest.mark.parametrize("size", [(1920, 1080), (1280, 720)])
@@ -400,3 +433,16 @@ def test_found_rate_per_yaw_band_of_labelled_sources(monkeypatch) -> None:
     bands = small_faces.measure({"fake": Fake()}, [(320, 240)], [40], [0], sources=sources,
                                 runner=faces)["fake"]["found_by_abs_yaw"]
     assert bands["0-45"]["mean_error_deg"] == pytest.approx(3.0) and "mean_error_deg" not in bands["60-75"]
+
+
+def test_of_two_nested_faces_that_pass_the_check_the_better_scored_stays() -> None:
+    from headpose_ros.estimator.pipeline import _unnested
+
+    big, small, beside = FaceBox(0, 0, 600, 600, 0.9), FaceBox(300, 300, 340, 340, 0.6), FaceBox(700, 0, 740, 40, 0.5)
+    keypoints = object()
+    pairs = [(big, keypoints), (small, keypoints), (beside, keypoints)]
+    assert _unnested(pairs) == [pairs[0], pairs[2]]
+    better_small = FaceBox(300, 300, 340, 340, 0.95)  # the merge's rule: the better score stays, whatever the size
+    assert _unnested([(big, keypoints), (better_small, keypoints)]) == [(better_small, keypoints)]
+    edge = FaceBox(590, 300, 630, 340, 0.6)  # a quarter of it inside the big box: not nested
+    assert _unnested([(big, keypoints), (edge, keypoints)]) == [(big, keypoints), (edge, keypoints)]

@@ -39,6 +39,10 @@ MILD_TILT_DEG = 20.0
 #: unless the face mesh believes the upside-down one more (``_takes_over``): the development profiles that
 #: BlazeFace reads so measured 1.0, AFLW2000's upside-down frontal faces read upright 0.01-0.16.
 UPSIDE_DOWN_PROFILE = 0.95
+#: Of two faces that passed the quality check and nest (the smaller lies more than this fraction of its area inside
+#: the other), the lower-scored is dropped: the ``tiled`` detector leaves a small box inside a much wider one
+#: (``nested_ratio``) for the check to decide, so that a false whole-frame box no longer hides a small face.
+NESTED_INSIDE = 0.6
 
 
 def build_stages(config: EstimatorConfig) -> tuple[FaceDetector, KeypointSource]:
@@ -196,7 +200,8 @@ class HeadPoseEstimator:
         height, width = img.shape[:2]
         boxes = self._select(found, width, height)
         located = self.keypoint_source.locate(img, boxes) if boxes else []
-        return located, self._check_faces(img, [(b, k) for b, k in zip(boxes, located) if k is not None], followed)
+        return located, _unnested(self._check_faces(img, [(b, k) for b, k in zip(boxes, located) if k is not None],
+                                                    followed))
 
     def _wider(self, img: np.ndarray, pairs: list, wider: list[FaceBox], followed: list[FaceBox]
                ) -> tuple[list, list]:
@@ -269,6 +274,17 @@ class HeadPoseEstimator:
             closer = getattr(stage, "close", None)
             if callable(closer):
                 closer()
+
+
+def _unnested(pairs: list) -> list:
+    """``pairs`` (box, keypoints) in their order without each face that nests with a better-scored one (the smaller
+    of the two lies more than ``NESTED_INSIDE`` of its area inside the other): the detector's containment merge,
+    made after the check."""
+    def nested(box: FaceBox) -> bool:
+        return any(o.score > box.score and box.intersection(o) > NESTED_INSIDE * min(box.area, o.area)
+                   for o, _ in pairs)
+
+    return [(b, k) for b, k in pairs if not nested(b)]
 
 
 def _tilted(located: FaceKeypoints, limit_deg: float) -> bool:

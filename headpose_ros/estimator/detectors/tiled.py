@@ -8,7 +8,9 @@ the frame's shorter side, spaced so that neighbours overlap by ``overlap`` of th
 than that lies whole inside some tile). A tile's boxes touching one of its inner edges are cut faces and
 dropped; all boxes are then merged: a box overlapping a better-scored one by more than ``nms_iou``
 (intersection over union) or lying mostly inside it (intersection over the smaller box above
-``containment``) is removed.
+``containment``) is removed, except a box inside one more than ``nested_ratio`` (3) times wider: the estimator
+then keeps whichever of the two passes its face-quality check (the better-scored where both do), so that a false
+whole-frame box (BlazeFace's full-range model gives some of 500-1200 px) no longer hides a small face in it.
 
 The estimator's default detector: a frame narrower than ``min_width`` pixels (default 1280) gets no tiles, i.e.
 exactly the base detector's search, boxes and cost (640x480 frames match the ``mediapipe`` detector box for box);
@@ -103,18 +105,23 @@ def stream_subset(tiles: list[tuple[int, int, int]], step: int, per_step: int) -
     return tiles[step % cycle::cycle]
 
 
-def overlaps(box: FaceBox, other: FaceBox, iou: float, containment: float) -> bool:
+def overlaps(box: FaceBox, other: FaceBox, iou: float, containment: float, nested_ratio: float = 0.0) -> bool:
     """Whether ``box`` overlaps ``other`` by more than ``iou`` or either lies more than ``containment`` inside the
-    other (intersection over the smaller area)."""
+    other (intersection over the smaller area), the latter only while the wider of the two is at most
+    ``nested_ratio`` times as wide as the other (0: whatever their widths)."""
     small = min(box.area, other.area)
-    return box.iou(other) > iou or (small > 0 and box.intersection(other) / small > containment)
+    if box.iou(other) > iou:
+        return True
+    if small <= 0 or box.intersection(other) / small <= containment:
+        return False
+    return nested_ratio <= 0 or max(box.width, other.width) <= nested_ratio * min(box.width, other.width)
 
 
-def merge_boxes(boxes: list[FaceBox], iou: float, containment: float) -> list[FaceBox]:
+def merge_boxes(boxes: list[FaceBox], iou: float, containment: float, nested_ratio: float = 0.0) -> list[FaceBox]:
     """Boxes best score first, each dropped when it :func:`overlaps` a kept one."""
     kept: list[FaceBox] = []
     for box in sorted(boxes, key=lambda b: b.score, reverse=True):
-        if not any(overlaps(box, k, iou, containment) for k in kept):
+        if not any(overlaps(box, k, iou, containment, nested_ratio) for k in kept):
             kept.append(box)
     return kept
 
@@ -135,7 +142,7 @@ class TiledFaceDetector:
                  nms_iou: float = 0.3, containment: float = 0.6, edge_margin: float = 0.02, stream_tiles: int = 12,
                  min_width: int = 1280, tile_min_score: float = 0.5, looks: int = 8, look_context: float = 2.5,
                  look_detector: str = "mediapipe", look_options: Optional[dict[str, Any]] = None,
-                 num_threads: Optional[int] = None, **more_base_options: Any):
+                 nested_ratio: float = 3.0, num_threads: Optional[int] = None, **more_base_options: Any):
         if base == "tiled" or tile_detector == "tiled":
             raise ConfigError("the tiled detector cannot wrap itself")
         if not 64 <= int(tile_px) <= 4096:
@@ -144,6 +151,8 @@ class TiledFaceDetector:
             raise ConfigError("tiled detector overlap must lie in [0, 0.9) and max_tile_fraction in (0, 4]")
         if not 0.0 <= float(tile_min_score) <= 1.0 or not 1.0 <= float(look_context) <= 8.0:
             raise ConfigError("tiled detector tile_min_score must lie in [0, 1] and look_context in [1, 8]")
+        if not (float(nested_ratio) == 0.0 or 1.0 <= float(nested_ratio) <= 100.0):
+            raise ConfigError(f"tiled detector nested_ratio must be 0 (off) or lie in [1, 100], not {nested_ratio!r}")
         for name, value, low in (("stream_tiles", stream_tiles, 1), ("min_width", min_width, 0), ("looks", looks, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"tiled detector {name} must be an integer >= {low}, not {value!r}")
@@ -168,7 +177,7 @@ class TiledFaceDetector:
         self.tile_px, self.overlap = int(tile_px), float(overlap)
         self.max_tile_fraction = float(max_tile_fraction)
         self.nms_iou, self.containment, self.edge_margin = float(nms_iou), float(containment), float(edge_margin)
-        self.stream_tiles, self.min_width = stream_tiles, min_width
+        self.stream_tiles, self.min_width, self.nested_ratio = stream_tiles, min_width, float(nested_ratio)
 
     def tile_count(self, width: int, height: int) -> int:
         """How many tiles a ``width`` x ``height`` frame is cut into (besides the whole-frame pass)."""
@@ -213,7 +222,7 @@ class TiledFaceDetector:
         height, width = image_bgr.shape[:2]
         looked = []
         free = [h for h in merge_boxes(hints, self.nms_iou, self.containment)
-                if not any(overlaps(h, f, self.nms_iou, self.containment) for f in found)]
+                if not any(overlaps(h, f, self.nms_iou, self.containment, self.nested_ratio) for f in found)]
         for hint in free[: self.looks]:
             (cx, cy), half = hint.center, 0.5 * self.look_context * max(hint.width, hint.height)
             x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
@@ -222,7 +231,7 @@ class TiledFaceDetector:
             best = max((b for b in seen if b.iou(hint) > self.nms_iou), key=lambda b: b.score, default=None)
             if best is not None:
                 looked.append(best)
-        return merge_boxes(found + looked, self.nms_iou, self.containment)
+        return merge_boxes(found + looked, self.nms_iou, self.containment, self.nested_ratio)
 
     def _merged(self, image_bgr: np.ndarray, whole: list[FaceBox], tiles: list[tuple[int, int, int]]
                 ) -> list[FaceBox]:
@@ -230,7 +239,7 @@ class TiledFaceDetector:
         a whole-frame box that is sure overlaps (IoU above ``nms_iou``) made sure, then :meth:`_look_again`."""
         tiled, hints = self._tile_boxes(image_bgr, tiles)
         out = []
-        for box in merge_boxes(whole + tiled, self.nms_iou, self.containment):
+        for box in merge_boxes(whole + tiled, self.nms_iou, self.containment, self.nested_ratio):
             if box.unsure and any(box.iou(w) > self.nms_iou and not w.unsure for w in whole):
                 box = dataclasses.replace(box, unsure=False)
             out.append(box)
