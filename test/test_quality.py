@@ -76,6 +76,22 @@ def test_a_profile_only_the_tiles_found_needs_less_presence() -> None:
     assert quality_from(0.08, 0.49, 0.9, 60.0, 1.0, unsure=True) == 0.0  # (mirror above SURE_PROFILE_MIRROR)
 
 
+def test_a_profile_the_mesh_believes_and_repeats_needs_only_the_tiles_floor_score() -> None:
+    # evidence (mirror, presence, score, box width) of AFLW2000 development profiles (yaw 66 and 79 deg) pasted at
+    # 40 px into HD frames, whose only box is a tile's at 0.545-0.554
+    for mirror, presence, score, width in ((0.026, 0.93, 0.545, 38.0), (0.027, 0.87, 0.554, 35.0)):
+        assert quality_from(mirror, presence, score, width, 1.0, unsure=True) > 0.45
+        assert quality_from(mirror, presence, score, width, 0.9, unsure=True) == 0.0  # no clear profile
+        assert quality_from(mirror, 0.79, score, width, 1.0, unsure=True) == 0.0  # a presence below 0.8
+        assert quality_from(0.041, presence, score, width, 1.0, unsure=True) == 0.0  # not repeated within 0.04
+        assert quality_from(mirror, presence, 0.49, width, 1.0, unsure=True) == 0.0  # below the tiles' floor
+    # the nearest non-faces of generated HD frames without faces: part of a motorcycle (presence 0.466), part of the
+    # astronaut's right side (0.653, mirror 0.072), and the mosaic of the test above (0.774, mirror 0.047)
+    for mirror, presence, score, width in ((0.03, 0.466, 0.553, 50.4), (0.072, 0.653, 0.559, 43.0),
+                                           (0.047, 0.774, 0.59, 81.6)):
+        assert quality_from(mirror, presence, score, width, 1.0, unsure=True) == 0.0
+
+
 def test_a_small_mirrored_profile_needs_no_presence() -> None:
     # evidence (mirror, presence, score, width, profile) of AFLW2000 development profiles (yaw 62-77 deg) pasted at
     # 40-50 px into HD frames, which only the tiles found: the mirrored run repeats the profile, the mesh doubts it

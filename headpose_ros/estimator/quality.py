@@ -116,6 +116,10 @@ UNSURE_PRESENCE = 0.99
 #: ``UNSURE_PROFILE_PRESENCE`` and a detector score of at least ``UNSURE_PROFILE_SCORE``: the mesh's presence is
 #: low for real profiles, and on the blur of a small non-face it fits a symmetric, frontal-looking face.
 UNSURE_PROFILE, UNSURE_PROFILE_PRESENCE, UNSURE_PROFILE_SCORE = 0.95, 0.5, 0.6
+#: ... or, with a presence of at least ``SEEN_PROFILE_PRESENCE`` and a mirrored run that repeats it within
+#: ``PROFILE_MIRROR``, from the tiles' floor score ``SEEN_PROFILE_SCORE``: 40-px profiles the mesh believes that the
+#: full-range model scores 0.54-0.56 (the logistic quality still decides).
+SEEN_PROFILE_PRESENCE, SEEN_PROFILE_SCORE = 0.8, 0.5
 #: A profile (``UNSURE_PROFILE``) with a detector score of at least ``PROFILE_MIRROR_SCORE`` whose mirrored run repeats
 #: its nose and eyes within ``PROFILE_MIRROR`` of the face's size is a **mirrored profile**: small or ``unsure``, it
 #: needs no presence at all, and its quality is at least the detector's score (the mesh's presence of small real
@@ -178,11 +182,14 @@ def quality_from(mirror: float, presence: float, score: float, width_px: float =
     """The quality in [0, 1) of a face with mirror disagreement ``mirror`` (fraction of its size), mesh presence
     and detector score in [0, 1], ``width_px`` pixels wide, turned by ``profile`` (:func:`profile_of`): at most the
     presence below ``SMALL_FACE_PX``, and 0 for an ``unsure`` detection (:attr:`FaceBox.unsure`) whose presence is
-    below ``UNSURE_PRESENCE`` (unless it is a profile within the ``UNSURE_PROFILE*`` bounds); a small or ``unsure``
+    below ``UNSURE_PRESENCE`` (unless it is a profile within the ``UNSURE_PROFILE*`` or ``SEEN_PROFILE*`` bounds); a
+    small or ``unsure``
     mirrored profile (:func:`mirrored_profile`) needs no presence, and its quality is at least its detector score."""
     mirrored = mirrored_profile(mirror, score, profile)
-    if unsure and presence < UNSURE_PRESENCE and not mirrored and not (
-            profile >= UNSURE_PROFILE and presence >= UNSURE_PROFILE_PRESENCE and score >= UNSURE_PROFILE_SCORE):
+    seen_profile = profile >= UNSURE_PROFILE and (
+        (presence >= UNSURE_PROFILE_PRESENCE and score >= UNSURE_PROFILE_SCORE)
+        or (presence >= SEEN_PROFILE_PRESENCE and mirror <= PROFILE_MIRROR and score >= SEEN_PROFILE_SCORE))
+    if unsure and presence < UNSURE_PRESENCE and not mirrored and not seen_profile:
         return 0.0
     logit = (W_MIRROR * math.log(max(mirror, 0.0) + 1e-3) + W_PRESENCE * presence
              + W_SCORE * min(max(score, 0.0), SCORE_CAP)
