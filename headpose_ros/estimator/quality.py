@@ -55,11 +55,13 @@ shipped; docs/reliability.md, "Small faces"). A profile is the exception (``UNSU
 presence is low for real profiles, so an unsure face whose mesh places the nose beyond an ear's outline
 (:func:`profile_of` at least 0.95) passes from a presence of 0.5 and a detector score of 0.6; no non-face that only
 the tiles found in the generated HD frames without faces met those bounds (docs/reliability.md, "Profiles that
-only the tiles find"). Many small real profiles have a presence of 0.001-0.1, though, while the mirrored run
-repeats their nose and eyes closely: a **mirrored profile** (``profile_of`` at least ``UNSURE_PROFILE``, mirror
-disagreement at most ``PROFILE_MIRROR``, detector score at least ``PROFILE_MIRROR_SCORE``) that is small or
-``unsure`` needs no presence, and its quality is at least its detector score. Chosen on the candidates of generated
-HD frames without faces against half of the development faces pasted at 40-80 px; the score bound was raised from
+only the tiles find"); from a presence of 0.8 with a mirrored run that repeats it within ``PROFILE_MIRROR``, from
+the tiles' floor score of 0.5 (``SEEN_PROFILE*``; docs/reliability.md, "40-px faces"). Many small real profiles
+have a presence of 0.001-0.1, though, while the mirrored run repeats their nose and eyes closely: a **mirrored
+profile** (``profile_of`` at least ``UNSURE_PROFILE``, mirror disagreement at most ``PROFILE_MIRROR``, detector
+score at least ``PROFILE_MIRROR_SCORE``) that is small or ``unsure`` needs no presence, and its quality is at least
+its detector score. Chosen on the candidates of generated HD frames without faces against half of the development
+faces pasted at 40-80 px; the score bound was raised from
 0.6 to 0.65 after frames of other seeds gave one non-face mirrored profile at 0.61 (docs/reliability.md, "Small
 profiles the mesh doubts"). Profiles of 63-81 deg of yaw that the mesh repeats less closely (0.041-0.061) came with
 surer detections (0.755-0.791), and no small or unsure non-face of those frames that was a profile within 0.07 scored

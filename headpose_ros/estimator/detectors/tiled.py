@@ -213,10 +213,10 @@ class TiledFaceDetector:
 
     def _look_again(self, image_bgr: np.ndarray, found: list[FaceBox], hints: list[FaceBox]) -> list[FaceBox]:
         """``found`` merged (:func:`merge_boxes`) with, for each of the ``looks`` best ``hints`` that overlaps
-        nothing found, the look detector's best box overlapping it (IoU above ``nms_iou``) in a square crop of
-        ``look_context`` times its size around it: a small profile that the full-range model scores 0.3-0.5 in its
-        tiles, the short-range model scores 0.5-0.9 where it fills a third of the crop. Looked-at boxes are
-        ``unsure``; best score first."""
+        nothing found (lying inside a box more than ``nested_ratio`` times wider is no overlap), the look
+        detector's best box overlapping it (IoU above ``nms_iou``) in a square crop of ``look_context`` times its
+        size around it: a small profile that the full-range model scores 0.3-0.5 in its tiles, the short-range
+        model scores 0.5-0.9 where it fills a third of the crop. Looked-at boxes are ``unsure``; best score first."""
         if not self.looks or not hints:
             return found
         height, width = image_bgr.shape[:2]
