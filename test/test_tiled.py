@@ -231,8 +231,8 @@ def test_a_false_whole_frame_box_no_longer_hides_a_small_face(tiled_estimator, m
     tiled_estimator.video.reset()
     assert detector.nested_ratio == 3.0
     assert any(b.iou(truth) > 0.3 for b in detector.detect(img)) and any(b.score == 0.95 for b in detector.detect(img))
-    faces = tiled_estimator.process(img).faces
-    assert _found(tiled_estimator.process(img), truth) and not any(f.box.score == 0.95 for f in faces)
+    result = tiled_estimator.process(img)
+    assert _found(result, truth) and not any(f.box.score == 0.95 for f in result.faces)  # the false box fails the check
     monkeypatch.setattr(detector, "nested_ratio", 0.0)  # the containment merge whatever the widths: the face is lost
     assert not any(b.iou(truth) > 0.3 for b in detector.detect(img))
     assert not _found(tiled_estimator.process(img), truth)
@@ -445,4 +445,5 @@ def test_of_two_nested_faces_that_pass_the_check_the_better_scored_stays() -> No
     better_small = FaceBox(300, 300, 340, 340, 0.95)  # the merge's rule: the better score stays, whatever the size
     assert _unnested([(big, keypoints), (better_small, keypoints)]) == [(better_small, keypoints)]
     edge = FaceBox(590, 300, 630, 340, 0.6)  # a quarter of it inside the big box: not nested
+    assert small.containment(big) == big.containment(small) == 1.0 and edge.containment(big) == 0.25
     assert _unnested([(big, keypoints), (edge, keypoints)]) == [(big, keypoints), (edge, keypoints)]

@@ -281,8 +281,7 @@ def _unnested(pairs: list) -> list:
     of the two lies more than ``NESTED_INSIDE`` of its area inside the other): the detector's containment merge,
     made after the check."""
     def nested(box: FaceBox) -> bool:
-        return any(o.score > box.score and box.intersection(o) > NESTED_INSIDE * min(box.area, o.area)
-                   for o, _ in pairs)
+        return any(o.score > box.score and box.containment(o) > NESTED_INSIDE for o, _ in pairs)
 
     return [(b, k) for b, k in pairs if not nested(b)]
 

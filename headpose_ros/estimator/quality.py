@@ -61,12 +61,12 @@ have a presence of 0.001-0.1, though, while the mirrored run repeats their nose 
 profile** (``profile_of`` at least ``UNSURE_PROFILE``, mirror disagreement at most ``PROFILE_MIRROR``, detector
 score at least ``PROFILE_MIRROR_SCORE``) that is small or ``unsure`` needs no presence, and its quality is at least
 its detector score. Chosen on the candidates of generated HD frames without faces against half of the development
-faces pasted at 40-80 px; the score bound was raised from
-0.6 to 0.65 after frames of other seeds gave one non-face mirrored profile at 0.61 (docs/reliability.md, "Small
-profiles the mesh doubts"). Profiles of 63-81 deg of yaw that the mesh repeats less closely (0.041-0.061) came with
-surer detections (0.755-0.791), and no small or unsure non-face of those frames that was a profile within 0.07 scored
-0.7 or more: from a score of ``SURE_PROFILE_MIRROR_SCORE`` (0.75) the bound is ``SURE_PROFILE_MIRROR`` (0.07)
-(docs/reliability.md, "Extreme profiles with a surer detector").
+faces pasted at 40-80 px; the score bound was raised from 0.6 to 0.65 after frames of other seeds gave one non-face
+mirrored profile at 0.61 (docs/reliability.md, "Small profiles the mesh doubts"). Profiles of 63-81 deg of yaw
+that the mesh repeats less closely (0.041-0.061) came with surer detections (0.755-0.791), and no small or unsure
+non-face of those frames that was a profile within 0.07 scored 0.7 or more: from a score of
+``SURE_PROFILE_MIRROR_SCORE`` (0.75) the bound is ``SURE_PROFILE_MIRROR`` (0.07) (docs/reliability.md, "Extreme
+profiles with a surer detector").
 
 The weights were fitted (logistic regression, both classes weighted alike, :func:`headpose_ros.tools.
 false_faces.fit`) on the development sets' faces (AFLW2000 dev and every second BIWI dev crop: 1,301 faces,
@@ -185,8 +185,8 @@ def quality_from(mirror: float, presence: float, score: float, width_px: float =
     and detector score in [0, 1], ``width_px`` pixels wide, turned by ``profile`` (:func:`profile_of`): at most the
     presence below ``SMALL_FACE_PX``, and 0 for an ``unsure`` detection (:attr:`FaceBox.unsure`) whose presence is
     below ``UNSURE_PRESENCE`` (unless it is a profile within the ``UNSURE_PROFILE*`` or ``SEEN_PROFILE*`` bounds); a
-    small or ``unsure``
-    mirrored profile (:func:`mirrored_profile`) needs no presence, and its quality is at least its detector score."""
+    small or ``unsure`` mirrored profile (:func:`mirrored_profile`) needs no presence, and its quality is at least its
+    detector score."""
     mirrored = mirrored_profile(mirror, score, profile)
     seen_profile = profile >= UNSURE_PROFILE and (
         (presence >= UNSURE_PROFILE_PRESENCE and score >= UNSURE_PROFILE_SCORE)

@@ -75,6 +75,12 @@ class FaceBox:
         iy = max(0.0, min(self.y1, other.y1) - max(self.y0, other.y0))
         return ix * iy
 
+    def containment(self, other: "FaceBox") -> float:
+        """Intersection over the smaller box's area: 1 when one lies wholly inside the other (0 when either is
+        empty)."""
+        small = min(self.area, other.area)
+        return self.intersection(other) / small if small > 0 else 0.0
+
     def iou(self, other: "FaceBox") -> float:
         """Intersection over union with ``other`` (0 when either is empty)."""
         inter = self.intersection(other)

@@ -109,10 +109,9 @@ def overlaps(box: FaceBox, other: FaceBox, iou: float, containment: float, neste
     """Whether ``box`` overlaps ``other`` by more than ``iou`` or either lies more than ``containment`` inside the
     other (intersection over the smaller area), the latter only while the wider of the two is at most
     ``nested_ratio`` times as wide as the other (0: whatever their widths)."""
-    small = min(box.area, other.area)
     if box.iou(other) > iou:
         return True
-    if small <= 0 or box.intersection(other) / small <= containment:
+    if box.containment(other) <= containment:
         return False
     return nested_ratio <= 0 or max(box.width, other.width) <= nested_ratio * min(box.width, other.width)
 
