@@ -179,19 +179,24 @@ def mirrored_profile(mirror: float, score: float, profile: float) -> bool:
                                           or (score >= SURE_PROFILE_MIRROR_SCORE and mirror <= SURE_PROFILE_MIRROR))
 
 
+def seen_profile(mirror: float, presence: float, score: float, profile: float) -> bool:
+    """Whether an ``unsure`` face is a profile the mesh believes enough to skip ``UNSURE_PRESENCE``: presence
+    ``UNSURE_PROFILE_PRESENCE`` from a score of ``UNSURE_PROFILE_SCORE``, or presence ``SEEN_PROFILE_PRESENCE`` with a
+    mirror disagreement within ``PROFILE_MIRROR`` from ``SEEN_PROFILE_SCORE``."""
+    return profile >= UNSURE_PROFILE and (
+        (presence >= UNSURE_PROFILE_PRESENCE and score >= UNSURE_PROFILE_SCORE)
+        or (presence >= SEEN_PROFILE_PRESENCE and mirror <= PROFILE_MIRROR and score >= SEEN_PROFILE_SCORE))
+
+
 def quality_from(mirror: float, presence: float, score: float, width_px: float = SMALL_FACE_PX,
                  profile: float = 1.0, unsure: bool = False) -> float:
     """The quality in [0, 1) of a face with mirror disagreement ``mirror`` (fraction of its size), mesh presence
     and detector score in [0, 1], ``width_px`` pixels wide, turned by ``profile`` (:func:`profile_of`): at most the
     presence below ``SMALL_FACE_PX``, and 0 for an ``unsure`` detection (:attr:`FaceBox.unsure`) whose presence is
-    below ``UNSURE_PRESENCE`` (unless it is a profile within the ``UNSURE_PROFILE*`` or ``SEEN_PROFILE*`` bounds); a
-    small or ``unsure`` mirrored profile (:func:`mirrored_profile`) needs no presence, and its quality is at least its
-    detector score."""
+    below ``UNSURE_PRESENCE`` (unless it is a :func:`seen_profile`); a small or ``unsure`` mirrored profile
+    (:func:`mirrored_profile`) needs no presence, and its quality is at least its detector score."""
     mirrored = mirrored_profile(mirror, score, profile)
-    seen_profile = profile >= UNSURE_PROFILE and (
-        (presence >= UNSURE_PROFILE_PRESENCE and score >= UNSURE_PROFILE_SCORE)
-        or (presence >= SEEN_PROFILE_PRESENCE and mirror <= PROFILE_MIRROR and score >= SEEN_PROFILE_SCORE))
-    if unsure and presence < UNSURE_PRESENCE and not mirrored and not seen_profile:
+    if unsure and presence < UNSURE_PRESENCE and not mirrored and not seen_profile(mirror, presence, score, profile):
         return 0.0
     logit = (W_MIRROR * math.log(max(mirror, 0.0) + 1e-3) + W_PRESENCE * presence
              + W_SCORE * min(max(score, 0.0), SCORE_CAP)
@@ -281,7 +286,7 @@ class FaceQuality:
             self._model.close()
 
 
-__all__ = ["FaceQuality", "FaceEvidence", "quality_from", "mirrored_profile", "profile_of", "frontal_doubt",
-           "SCORE_CAP", "SMALL_FACE_PX", "UNSURE_PRESENCE", "UNSURE_PROFILE", "UNSURE_PROFILE_PRESENCE",
-           "UNSURE_PROFILE_SCORE", "PROFILE_MIRROR", "PROFILE_MIRROR_SCORE", "SURE_PROFILE_MIRROR",
-           "SURE_PROFILE_MIRROR_SCORE"]
+__all__ = ["FaceQuality", "FaceEvidence", "quality_from", "mirrored_profile", "seen_profile", "profile_of",
+           "frontal_doubt", "SCORE_CAP", "SMALL_FACE_PX", "UNSURE_PRESENCE", "UNSURE_PROFILE",
+           "UNSURE_PROFILE_PRESENCE", "UNSURE_PROFILE_SCORE", "PROFILE_MIRROR", "PROFILE_MIRROR_SCORE",
+           "SURE_PROFILE_MIRROR", "SURE_PROFILE_MIRROR_SCORE", "SEEN_PROFILE_PRESENCE", "SEEN_PROFILE_SCORE"]
