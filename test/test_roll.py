@@ -132,3 +132,98 @@ def test_quarter_turns_are_searched_only_when_the_face_mesh_doubts(estimator, mo
     face = _face_near(estimator.process(turned), m @ np.append(centre, 1.0))
     assert len(calls) == 1 and face is not None
     assert abs(g.wrap_deg(face.pose.roll - up[2] - 90)) < MAX_ERROR_DEG
+
+
+class _OneBox:
+    """A detector that finds one fixed box."""
+
+    def __init__(self, box):
+        self.box = box
+
+    def detect(self, image_bgr):
+        return [self.box]
+
+
+@pytest.mark.parametrize("angle", [-90, -75, 75, 90])
+def test_a_rolled_face_in_a_box_without_detector_keypoints_gets_a_second_reading_in_a_turned_crop(angle, monkeypatch):
+    """A box with no detector keypoints (the tiled detector's tiles) gets an upright crop, in which the face mesh
+    finds no face rolled beyond ~70 deg (presence 0.04-0.10 here) or reads it upright (0.51 at -90 deg, eyes level),
+    and the quality check rejects it (an ``unsure`` box needs the mesh sure of a face); the second reading
+    (``relocate``: the crops of ``retry_crops``, turned +-45 deg among them) finds it with its eye line at the turn,
+    and the estimator reports it with the roll of the turn. Without those crops (``retry_crops: []``), or where the
+    second reading's quality must exceed what it reaches, it is lost."""
+    from headpose_ros.estimator.config import EstimatorConfig
+    from headpose_ros.estimator import pipeline
+    from headpose_ros.estimator.keypoints.face_mesh import FaceMeshKeypoints
+    from headpose_ros.estimator.pipeline import HeadPoseEstimator
+    from headpose_ros.estimator.types import FaceBox
+
+    turned, m = _turned(cv2.imread(str(EXAMPLE)), angle)
+    cx, cy = m @ np.array([225.0, 127.0, 1.0])
+    # the face's size, axis-aligned, without keypoints and unsure, as a box that only the tiles found
+    box = FaceBox(cx - 48.0, cy - 48.0, cx + 48.0, cy + 48.0, 0.8, unsure=True)
+    source = FaceMeshKeypoints()
+    first = source.locate(turned, [box])[0]
+    tilt = np.degrees(g.eye_angle(first.keypoints.xy[1], first.keypoints.xy[2]))
+    assert first.presence < 0.6 and abs(g.wrap_deg(tilt - angle)) > 45.0, (first.presence, tilt)
+    again = source.relocate(turned, [box])[0]
+    assert again.presence > 0.9
+    tilt = np.degrees(g.eye_angle(again.keypoints.xy[1], again.keypoints.xy[2]))
+    assert abs(g.wrap_deg(tilt - angle)) < 10.0, tilt
+    assert FaceMeshKeypoints(retry_crops=[]).relocate(turned, [box]) == [None]
+
+    poses = []
+    for options, quality_bar, presence_bar in (({}, 0.9, 0.99), ({"retry_crops": []}, 0.9, 0.99), ({}, 1.0, 0.99),
+                                               ({}, 0.9, 1.01)):
+        monkeypatch.setattr(pipeline, "SECOND_READING_QUALITY", quality_bar)
+        monkeypatch.setattr(pipeline, "SECOND_READING_PRESENCE", presence_bar)
+        est = HeadPoseEstimator(EstimatorConfig(device="cpu", keypoint_options=options), detector=_OneBox(box))
+        poses.append([f.pose for f in est.process(turned).faces])
+        est.close()
+    assert len(poses[0]) == 1 and abs(g.wrap_deg(poses[0][0].roll - angle)) < MAX_ERROR_DEG, poses[0]
+    assert poses[1] == []
+    # a second reading must reach SECOND_READING_QUALITY and SECOND_READING_PRESENCE (both are below 1)
+    assert poses[2] == [] and poses[3] == []
+
+
+def test_the_false_faces_tool_records_the_second_reading_as_the_pipeline_makes_it():
+    """``tools.false_faces`` must see what the pipeline sees: a box without detector keypoints gets a second record
+    (``second: true``) from ``relocate``, and a box counts once among the false faces, passing when either of its
+    readings passes (the second from ``SECOND_READING_QUALITY``)."""
+    from headpose_ros.estimator.config import EstimatorConfig
+    from headpose_ros.estimator.pipeline import HeadPoseEstimator
+    from headpose_ros.estimator.types import FaceBox
+    from headpose_ros.tools.false_faces import Recorder, summarize
+
+    turned, m = _turned(cv2.imread(str(EXAMPLE)), 90)
+    cx, cy = m @ np.array([225.0, 127.0, 1.0])
+    box = FaceBox(cx - 48.0, cy - 48.0, cx + 48.0, cy + 48.0, 0.8, unsure=True)
+    # the tool's own estimator has the check off (min_face_quality 0) and applies thresholds itself
+    est = HeadPoseEstimator(EstimatorConfig(device="cpu", detector="mediapipe", min_face_quality=0.0),
+                            detector=_OneBox(box))
+    recorder = Recorder(est)
+    try:
+        records = recorder.candidates(turned, search_all=False)
+    finally:
+        recorder.close()
+        est.close()
+    assert [r.get("second", False) for r in records] == [False, True]
+    assert records[0]["quality"] < 0.45 <= records[1]["quality"]
+    summary = summarize(1, [dict(r, frame="f") for r in records], [0.0, 0.45])
+    assert summary["candidates"] == 1 and summary["second_readings"] == 1
+    assert summary["at_0"]["false_faces"] == 1 and summary["at_0.45"]["false_faces"] == 1
+    weak = [dict(r, frame="f", quality=0.2 if not r.get("second") else 0.7) for r in records]
+    assert summarize(1, weak, [0.45])["at_0.45"]["false_faces"] == 0  # below SECOND_READING_QUALITY (0.9)
+    unsure = [dict(r, frame="f", quality=0.2) if not r.get("second") else dict(r, frame="f", presence=0.94)
+              for r in records]
+    assert summarize(1, unsure, [0.45])["at_0.45"]["false_faces"] == 0  # below SECOND_READING_PRESENCE (0.99)
+
+
+def test_retry_crops_are_checked():
+    from headpose_ros.estimator.errors import ConfigError
+    from headpose_ros.estimator.keypoints.face_mesh import FaceMeshKeypoints
+
+    for bad in ([[0.5, 0.0]], [[2.0, 270.0]], [2.0, 0.0], "big"):
+        with pytest.raises(ConfigError, match="retry_crops"):
+            FaceMeshKeypoints(retry_crops=bad)
+    assert FaceMeshKeypoints(retry_crops=[]).retry_crops == []

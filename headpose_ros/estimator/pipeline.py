@@ -14,7 +14,7 @@ from .detectors import DETECTORS, FaceDetector
 from .errors import ConfigError
 from .images import to_bgr8
 from .keypoints import KEYPOINT_SOURCES, KeypointSource
-from .quality import profile_of
+from .quality import SECOND_READING_PRESENCE, SECOND_READING_QUALITY, profile_of
 from .regressor import HeadPoseRegressor
 from .types import (HEATMAP_SIZE, LEFT_EYE, NUM_KEYPOINTS, RIGHT_EYE, CameraIntrinsics, FaceBox, FaceKeypoints,
                     FaceResult, FrameResult, HeadPose)
@@ -196,12 +196,24 @@ class HeadPoseEstimator:
 
     def _faces(self, img: np.ndarray, found: list[FaceBox], followed: list[FaceBox]) -> tuple[list, list]:
         """The keypoint source's result for each selected detector box (None where it saw no face) and the
-        (box, keypoints) pairs that passed the quality check."""
+        (box, keypoints) pairs that passed the quality check, in the boxes' order; a box rejected (no face, or the
+        check) gets the source's second reading where it has one (``relocate``), which must reach a presence of
+        ``SECOND_READING_PRESENCE`` and a quality of ``SECOND_READING_QUALITY`` (or ``min_face_quality`` where
+        higher)."""
         height, width = img.shape[:2]
         boxes = self._select(found, width, height)
         located = self.keypoint_source.locate(img, boxes) if boxes else []
-        return located, _unnested(self._check_faces(img, [(b, k) for b, k in zip(boxes, located) if k is not None],
-                                                    followed))
+        passed = self._check_faces(img, [(b, k) for b, k in zip(boxes, located) if k is not None], followed)
+        relocate = getattr(self.keypoint_source, "relocate", None)
+        failed = [b for b in boxes if all(b is not p for p, _ in passed)]
+        if failed and callable(relocate):  # a second reading of the boxes rejected (face_mesh: retry_crops)
+            again = [(b, k) for b, k in zip(failed, relocate(img, failed))
+                     if k is not None and (k.presence is None or k.presence >= SECOND_READING_PRESENCE)]
+            if again:
+                passed += self._check_faces(img, again, followed, SECOND_READING_QUALITY)
+                order = {id(b): i for i, b in enumerate(boxes)}
+                passed.sort(key=lambda p: order[id(p[0])])
+        return located, _unnested(passed)
 
     def _wider(self, img: np.ndarray, pairs: list, wider: list[FaceBox], followed: list[FaceBox]
                ) -> tuple[list, list]:
@@ -231,10 +243,11 @@ class HeadPoseEstimator:
         detector misreads faces rolled far), or a face's upside-down reading is the better one."""
         return not pairs or len(pairs) < len(located) or any(_mildly_doubted(b, k) for b, k in pairs)
 
-    def _check_faces(self, img: np.ndarray, pairs: list, followed: list[FaceBox]) -> list:
-        """``pairs`` (box, keypoints) without the faces whose quality is below ``min_face_quality``; the check
-        needs the dense landmarks of the face mesh and passes faces without them, and faces where a ``followed``
-        box (video mode: a face that passed it when first found) overlaps by more than half."""
+    def _check_faces(self, img: np.ndarray, pairs: list, followed: list[FaceBox], floor: float = 0.0) -> list:
+        """``pairs`` (box, keypoints) without the faces whose quality is below ``min_face_quality`` (or ``floor``
+        where higher); the check (off where ``min_face_quality`` is 0) needs the dense landmarks of the face mesh
+        and passes faces without them, and faces where a ``followed`` box (video mode: a face that passed it when
+        first found) overlaps by more than half."""
         dense = [i for i, (b, k) in enumerate(pairs)
                  if k.landmarks is not None and all(b.iou(f) <= FOLLOWED_IOU for f in followed)]
         if self.config.min_face_quality <= 0 or not dense:
@@ -246,7 +259,7 @@ class HeadPoseEstimator:
                                        shared=getattr(self.keypoint_source, "mesh_model", None))
         scores = self.quality.assess(img, [pairs[i][1] for i in dense], [pairs[i][0].score for i in dense],
                                      [pairs[i][0].unsure for i in dense])
-        rejected = {i for i, q in zip(dense, scores) if q < self.config.min_face_quality}
+        rejected = {i for i, q in zip(dense, scores) if q < max(self.config.min_face_quality, floor)}
         return [p for i, p in enumerate(pairs) if i not in rejected]
 
     def _anchor(self, xy: np.ndarray, conf: np.ndarray) -> tuple[float, float]:

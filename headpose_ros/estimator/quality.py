@@ -130,6 +130,13 @@ PROFILE_MIRROR, PROFILE_MIRROR_SCORE = 0.04, 0.65
 #: ... and so is one whose detector is surer (a score of at least ``SURE_PROFILE_MIRROR_SCORE``) and whose mirrored run
 #: repeats it within ``SURE_PROFILE_MIRROR``: far-turned profiles (yaw 63-81 deg) that the mesh repeats less closely.
 SURE_PROFILE_MIRROR, SURE_PROFILE_MIRROR_SCORE = 0.07, 0.75
+#: Quality that a face needs from a **second reading** (the keypoint source's ``relocate`` of a box whose first
+#: reading the check rejected), or ``min_face_quality`` where that is higher, and the mesh's presence on it: each
+#: reading is one more chance for a non-face, and the second one's crop was chosen for the mesh's presence, so it
+#: gets none of the profile exceptions to ``UNSURE_PRESENCE``. On generated HD frames without faces the second
+#: readings that passed ``min_face_quality`` scored 0.59-0.79, 0.95 (a flag read as a profile, presence 0.94) and
+#: 0.98 (a face-like pattern on a rocket, 0.999); the 40-px faces they recovered 0.98-1.0 (presence 0.997-1.0).
+SECOND_READING_QUALITY, SECOND_READING_PRESENCE = 0.9, UNSURE_PRESENCE
 #: Mesh landmark indices averaged into nose tip, right eye and left eye (as the face_mesh source does).
 _NOSE_EYES = ((1,), (33, 133, 159, 145), (362, 263, 386, 374))
 #: The keypoint source's presence (``FaceKeypoints.presence``) from which the check takes it instead of running the
@@ -287,6 +294,7 @@ class FaceQuality:
 
 
 __all__ = ["FaceQuality", "FaceEvidence", "quality_from", "mirrored_profile", "seen_profile", "profile_of",
-           "frontal_doubt", "SCORE_CAP", "SMALL_FACE_PX", "UNSURE_PRESENCE", "UNSURE_PROFILE",
-           "UNSURE_PROFILE_PRESENCE", "UNSURE_PROFILE_SCORE", "PROFILE_MIRROR", "PROFILE_MIRROR_SCORE",
+           "frontal_doubt", "SCORE_CAP", "SECOND_READING_QUALITY", "SECOND_READING_PRESENCE", "SMALL_FACE_PX",
+           "UNSURE_PRESENCE", "UNSURE_PROFILE", "UNSURE_PROFILE_PRESENCE", "UNSURE_PROFILE_SCORE", "PROFILE_MIRROR",
+           "PROFILE_MIRROR_SCORE",
            "SURE_PROFILE_MIRROR", "SURE_PROFILE_MIRROR_SCORE", "SEEN_PROFILE_PRESENCE", "SEEN_PROFILE_SCORE"]

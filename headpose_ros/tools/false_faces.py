@@ -11,7 +11,12 @@ that reaches the face-quality check, where it came from and what the check measu
   turned detection replaced an overlapping upright one (found by running the detector once more with
   ``turns=1``: the analysis does not rely on the detector's internals); ``tile`` when only the tiled detector's
   tiles found it (an ``unsure`` box, which the check holds to a presence of ``UNSURE_PRESENCE``);
-- the check's evidence (:class:`headpose_ros.estimator.quality.FaceEvidence`) and the face's width.
+- the check's evidence (:class:`headpose_ros.estimator.quality.FaceEvidence`) and the face's width;
+- ``second: true`` on the record of the keypoint source's second reading of a box (``relocate``: the face mesh's
+  ``retry_crops`` for a box without detector keypoints), which the pipeline makes where the check rejects the
+  first one and which must reach ``SECOND_READING_QUALITY`` (or the threshold where higher) and a presence of
+  ``SECOND_READING_PRESENCE`` (the check's presence, which from 0.5 is the reading's own): at any threshold a box
+  is a false face when either of its readings passes, and counts once.
 
 It prints false faces per frame with the check off and at each ``--thresholds`` value, per seed, with the
 breakdown by origin and by source image. ``--positives FORMAT PATH`` records the same evidence for the faces
@@ -74,7 +79,17 @@ class Recorder:
         upright = [b.clipped(width, height) for b in self.upright.detect(img)] if self.upright else []
         boxes = est._select(found, width, height)
         located = est.keypoint_source.locate(img, boxes) if boxes else []
-        pairs = [(b, k) for b, k in zip(boxes, located) if k is not None and k.landmarks is not None]
+        out = self._records(img, list(zip(boxes, located)), upright)
+        # the keypoint source's second reading of each box, which the pipeline makes where the check rejects the
+        # first one (so at any threshold a box passes when either reading does)
+        relocate = getattr(est.keypoint_source, "relocate", None)
+        if boxes and callable(relocate):
+            out += [dict(r, second=True) for r in self._records(img, list(zip(boxes, relocate(img, boxes))), upright)]
+        return out
+
+    def _records(self, img: np.ndarray, pairs: list[tuple[Any, Any]], upright: list[Any]) -> list[dict[str, Any]]:
+        """A record per (box, keypoints) pair with keypoints and landmarks."""
+        pairs = [(b, k) for b, k in pairs if k is not None and k.landmarks is not None]
         if not pairs:
             return []
         evidence = self.quality.evidence(img, [k for _, k in pairs], [b.score for b, _ in pairs],
@@ -128,13 +143,16 @@ def summarize(n: int, records: Sequence[dict[str, Any]], thresholds: Sequence[fl
     """False faces per frame with the check off and at each threshold, with their origins and frames, and how many
     candidates only the tiles found (origin ``tile``) the check rejected for their presence alone (``UNSURE_PRESENCE``,
     :func:`headpose_ros.estimator.quality.quality_from`: they would pass without it)."""
-    from ..estimator.quality import quality_from
+    from ..estimator.quality import SECOND_READING_PRESENCE, SECOND_READING_QUALITY, quality_from
 
-    out: dict[str, Any] = {"frames": n, "candidates": len(records),
-                           "no_check": round(len(records) / max(n, 1), 4),
-                           "by_origin": dict(Counter(r["origin"] for r in records))}
+    first = [r for r in records if not r.get("second")]
+    out: dict[str, Any] = {"frames": n, "candidates": len(first), "second_readings": len(records) - len(first),
+                           "no_check": round(len(first) / max(n, 1), 4),
+                           "by_origin": dict(Counter(r["origin"] for r in first))}
     for t in thresholds:
-        passed = [r for r in records if r["quality"] >= t]
+        passed = list({(r["frame"], tuple(r["box"])): r for r in records if (
+            r["quality"] >= max(t, SECOND_READING_QUALITY) and r["presence"] >= SECOND_READING_PRESENCE
+            if r.get("second") else r["quality"] >= t)}.values())
         unsure = sum(r["origin"] == "tile" and r["quality"] < t <= quality_from(
             r["mirror"], r["presence"], r["score"], r["width_px"], r["profile"]) for r in records)
         out[f"at_{t:g}"] = {"false_faces": len(passed), "per_frame": round(len(passed) / max(n, 1), 4),

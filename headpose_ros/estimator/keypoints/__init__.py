@@ -17,7 +17,8 @@ class KeypointSource(Protocol):
     :func:`headpose_ros.estimator.heatmaps.keypoints_to_heatmaps` in a keypoint-normalised frame;
     ``"openpose"``: OpenPose's own part maps over the face crop); a model is trained on one kind and the
     pipeline refuses to pair it with another. ``locate`` returns one entry per box, None where the face's
-    keypoints were not found.
+    keypoints were not found. A source may also offer ``relocate`` (same arguments and return): a second reading
+    of the boxes whose first one the estimator rejected (the face mesh's ``retry_crops``).
     """
 
     heatmap_kind: str

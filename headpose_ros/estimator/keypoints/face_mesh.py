@@ -10,7 +10,9 @@ the mesh reads only part of a large roll left in its crop). Where the mesh finds
 below ``retry_below``) in the detector-aligned crop, the crop turned by a quarter either way is tried too and
 kept if the mesh finds the face there (a quarter turn off is what BlazeFace's upright eyes do to a face rolled
 beyond ~50 deg; half a turn is not tried: the mesh sees a face in an upside-down one). ``passes`` forces one or
-two passes. The five points are mesh landmarks: the nose tip,
+two passes. A box without detector keypoints whose first reading the estimator rejects (no face, or the
+face-quality check) gets a second one (:meth:`FaceMeshKeypoints.relocate`) in the crop of ``retry_crops`` (larger,
+or turned +-45 deg) where the mesh is surest of a face. The five points are mesh landmarks: the nose tip,
 each eye's centre (mean of its corners and lids) and, for each "ear", the face outline at the tragus level;
 then the nose and the ears are raised along the face's vertical (perpendicular to the eye line, toward the
 forehead) by ``nose_raise`` and ``ear_raise`` times the mesh's forehead-to-chin length (landmarks 10 and 152):
@@ -184,6 +186,14 @@ class MeshModel:
         self._interp = None
 
 
+#: Crops ``(scale, turn_deg)`` of :meth:`FaceMeshKeypoints.relocate`, a second reading of a box without detector
+#: keypoints whose first one the estimator rejected: ``scale`` times the box's longer side around its centre, turned
+#: by ``turn_deg`` about its centre; the one where the mesh is surest of a face is kept if it reaches
+#: ``retry_below``. The tiles' boxes of 40-px faces are often a quarter smaller than the face and off its centre,
+#: and a face rolled beyond ~70 deg is no face to the mesh in an upright crop. ``[]``: no second reading.
+RETRY_CROPS: tuple[tuple[float, float], ...] = ((2.0, 0.0), (2.5, 0.0), (1.5, 45.0), (1.5, -45.0))
+
+
 class FaceMeshKeypoints:
     """Nose, eyes and ears from the face mesh; ``heatmap_kind = "rendered"``."""
 
@@ -192,7 +202,8 @@ class FaceMeshKeypoints:
     def __init__(self, passes: "int | str" = "auto", crop_scale: float = 1.5, min_presence: float = 0.0,
                  threshold: float = 0.3, model_path: Optional[str] = None, num_threads: int = 1,
                  level_beyond_deg: float = 15.0, realign_deg: float = 10.0, retry_below: float = 0.5,
-                 max_passes: int = 4, nose_raise: float = 0.01, ear_raise: float = 0.02):
+                 max_passes: int = 4, nose_raise: float = 0.01, ear_raise: float = 0.02,
+                 retry_crops: Sequence[Sequence[float]] = RETRY_CROPS):
         if passes not in (1, 2, "auto"):
             raise ConfigError(f"face_mesh passes must be 1, 2 or auto, not {passes!r}")
         if not 1.0 <= float(crop_scale) <= 4.0:
@@ -208,6 +219,14 @@ class FaceMeshKeypoints:
         self.realign_deg, self.retry_below, self.max_passes = float(realign_deg), float(retry_below), int(max_passes)
         self.min_presence, self.threshold = float(min_presence), float(threshold)
         self.nose_raise, self.ear_raise = float(nose_raise), float(ear_raise)
+        try:
+            self.retry_crops = [(float(scale), float(turn)) for scale, turn in retry_crops]
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"face_mesh retry_crops must be a list of [scale, turn_deg] pairs, not "
+                              f"{retry_crops!r}") from exc
+        if not all(1.0 <= scale <= 4.0 and -180.0 <= turn <= 180.0 for scale, turn in self.retry_crops):
+            raise ConfigError(f"face_mesh retry_crops: each scale must lie in [1, 4] and each turn in [-180, 180] "
+                              f"degrees, not {retry_crops!r}")
 
     @property
     def mesh_model(self) -> MeshModel:
@@ -246,6 +265,12 @@ class FaceMeshKeypoints:
                 best = 2 * j + int(more_presence[2 * j + 1] > more_presence[2 * j])
                 if more_presence[best] >= self.retry_below and more_presence[best] > presence[i]:
                     first[i], points[i], presence[i] = turned[best], more_points[best], more_presence[best]
+        return self._passes(image_bgr, boxes, first, points, presence)
+
+    def _passes(self, image_bgr: np.ndarray, boxes: Sequence[FaceBox], first: list[np.ndarray], points: np.ndarray,
+                presence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The passes after the first (crops ``first``, mesh ``points`` and ``presence``): the mesh (N, 468, 2) image
+        pixels and presence (N,)."""
         # A second pass where asked for, where no detector keypoints aligned the crop, or where the mesh finds the
         # face turned in its crop by more than ``realign_deg`` (BlazeFace's eyes are coarse on rolled faces).
         # The mesh reads only part of a large roll left in its crop: up to ``max_passes`` passes in all.
@@ -266,6 +291,30 @@ class FaceMeshKeypoints:
             points[again], presence[again] = self._run(image_bgr, [crops[i] for i in again])
             again = []
         return points, presence
+
+    def relocate(self, image_bgr: np.ndarray, boxes: Sequence[FaceBox]) -> list[Optional[FaceKeypoints]]:
+        """A second reading of boxes whose first one the estimator rejected (no face, or the face-quality check):
+        for a box without detector keypoints, the crop of ``retry_crops`` where the mesh is surest of a face, then
+        the passes that follow a first one; None for a box with detector keypoints (already read in the
+        detector's alignment and, on doubt, a quarter turn either way) or where no crop reaches ``retry_below``."""
+        out: list[Optional[FaceKeypoints]] = [None] * len(boxes)
+        todo = [i for i, b in enumerate(boxes) if b.keypoints is None]
+        if not todo or not self.retry_crops:
+            return out
+        tries = [_turned(crop_transform(*boxes[i].center, scale * max(boxes[i].width, boxes[i].height), 0.0), turn)
+                 for i in todo for scale, turn in self.retry_crops]
+        points, presence = self._run(image_bgr, tries)
+        per = len(self.retry_crops)
+        best = [j * per + int(np.argmax(presence[j * per:(j + 1) * per])) for j in range(len(todo))]
+        chosen = [(i, b) for i, b in zip(todo, best) if presence[b] >= self.retry_below]
+        if not chosen:
+            return out
+        located = self.keypoints_from_mesh(*self._passes(
+            image_bgr, [boxes[i] for i, _ in chosen], [tries[b] for _, b in chosen],
+            points[[b for _, b in chosen]], presence[[b for _, b in chosen]]))
+        for (i, _), face in zip(chosen, located):
+            out[i] = face
+        return out
 
     def mesh_from_landmarks(self, image_bgr: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One pass on crops set by each face's previous landmarks (N, 468, 2), as MediaPipe tracks between
