@@ -150,8 +150,8 @@ def test_a_rolled_face_in_a_box_without_detector_keypoints_gets_a_second_reading
     finds no face rolled beyond ~70 deg (presence 0.04-0.10 here) or reads it upright (0.51 at -90 deg, eyes level),
     and the quality check rejects it (an ``unsure`` box needs the mesh sure of a face); the second reading
     (``relocate``: the crops of ``retry_crops``, turned +-45 deg among them) finds it with its eye line at the turn,
-    and the estimator reports it with the roll of the turn. Without those crops (``retry_crops: []``), or where the
-    second reading's quality must exceed what it reaches, it is lost."""
+    and the estimator reports it with the roll of the turn. Without those crops (``retry_crops: []``), or where a
+    second reading must reach more quality or presence than it has, it is lost."""
     from headpose_ros.estimator.config import EstimatorConfig
     from headpose_ros.estimator import pipeline
     from headpose_ros.estimator.keypoints.face_mesh import FaceMeshKeypoints
@@ -189,7 +189,7 @@ def test_a_rolled_face_in_a_box_without_detector_keypoints_gets_a_second_reading
 def test_the_false_faces_tool_records_the_second_reading_as_the_pipeline_makes_it():
     """``tools.false_faces`` must see what the pipeline sees: a box without detector keypoints gets a second record
     (``second: true``) from ``relocate``, and a box counts once among the false faces, passing when either of its
-    readings passes (the second from ``SECOND_READING_QUALITY``)."""
+    readings passes (the second from ``SECOND_READING_QUALITY`` and ``SECOND_READING_PRESENCE``)."""
     from headpose_ros.estimator.config import EstimatorConfig
     from headpose_ros.estimator.pipeline import HeadPoseEstimator
     from headpose_ros.estimator.types import FaceBox
