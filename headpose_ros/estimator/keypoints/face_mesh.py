@@ -258,14 +258,25 @@ class FaceMeshKeypoints:
         # Where the mesh finds no face in a detector-aligned crop, the detector's eyes may be off by a quarter turn
         # (BlazeFace's upright model on a face rolled beyond ~50 deg): try the crop turned by +-90 deg.
         doubt = [i for i, b in enumerate(boxes) if b.keypoints is not None and presence[i] < self.retry_below]
-        if doubt:
-            turned = [_turned(first[i], sign * 90.0) for i in doubt for sign in (1, -1)]
-            more_points, more_presence = self._run(image_bgr, turned)
-            for j, i in enumerate(doubt):
-                best = 2 * j + int(more_presence[2 * j + 1] > more_presence[2 * j])
-                if more_presence[best] >= self.retry_below and more_presence[best] > presence[i]:
-                    first[i], points[i], presence[i] = turned[best], more_points[best], more_presence[best]
+        best = self._surest(image_bgr, [[_turned(first[i], sign * 90.0) for sign in (1, -1)] for i in doubt])
+        for i, (crop, more_points, more_presence) in zip(doubt, best):
+            if more_presence >= self.retry_below and more_presence > presence[i]:
+                first[i], points[i], presence[i] = crop, more_points, more_presence
         return self._passes(image_bgr, boxes, first, points, presence)
+
+    def _surest(self, image_bgr: np.ndarray, tries: list[list[np.ndarray]]
+                ) -> list[tuple[np.ndarray, np.ndarray, float]]:
+        """For each box's list of crop transforms, the one where the mesh is surest of a face (the first of equals),
+        with its mesh (468, 2) image pixels and presence."""
+        if not tries:
+            return []
+        points, presence = self._run(image_bgr, [t for crops in tries for t in crops])
+        out, start = [], 0
+        for crops in tries:
+            k = start + int(np.argmax(presence[start:start + len(crops)]))
+            out.append((crops[k - start], points[k], float(presence[k])))
+            start += len(crops)
+        return out
 
     def _passes(self, image_bgr: np.ndarray, boxes: Sequence[FaceBox], first: list[np.ndarray], points: np.ndarray,
                 presence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -301,17 +312,15 @@ class FaceMeshKeypoints:
         todo = [i for i, b in enumerate(boxes) if b.keypoints is None]
         if not todo or not self.retry_crops:
             return out
-        tries = [_turned(crop_transform(*boxes[i].center, scale * max(boxes[i].width, boxes[i].height), 0.0), turn)
-                 for i in todo for scale, turn in self.retry_crops]
-        points, presence = self._run(image_bgr, tries)
-        per = len(self.retry_crops)
-        best = [j * per + int(np.argmax(presence[j * per:(j + 1) * per])) for j in range(len(todo))]
-        chosen = [(i, b) for i, b in zip(todo, best) if presence[b] >= self.retry_below]
+        crops = [[_turned(crop_transform(*boxes[i].center, scale * max(boxes[i].width, boxes[i].height), 0.0), turn)
+                  for scale, turn in self.retry_crops] for i in todo]
+        best = self._surest(image_bgr, crops)
+        chosen = [(i, b) for i, b in zip(todo, best) if b[2] >= self.retry_below]
         if not chosen:
             return out
         located = self.keypoints_from_mesh(*self._passes(
-            image_bgr, [boxes[i] for i, _ in chosen], [tries[b] for _, b in chosen],
-            points[[b for _, b in chosen]], presence[[b for _, b in chosen]]))
+            image_bgr, [boxes[i] for i, _ in chosen], [b[0] for _, b in chosen],
+            np.stack([b[1] for _, b in chosen]), np.array([b[2] for _, b in chosen])))
         for (i, _), face in zip(chosen, located):
             out[i] = face
         return out
