@@ -222,6 +222,22 @@ def ypr_from_rotations(r_c_h: np.ndarray) -> np.ndarray:
     return np.stack([a[:, 1], -a[:, 0], a[:, 2]], axis=1)
 
 
+def apparent_yaws_deg(xy: np.ndarray, model_mm: np.ndarray = HEAD_MODEL_MM) -> np.ndarray:
+    """The yaw (N,) degrees, dataset convention, under which the rigid five-keypoint ``model_mm`` (5, 3) mm best
+    explains each face's keypoints ``xy`` (N, 5, 2) image pixels (:data:`KEYPOINT_NAMES` order) under weak
+    perspective: an affine camera fitted by least squares, its two rows made orthonormal. What the keypoints look
+    like, not the regressor's pose: exact for keypoints placed as the model, and for the face mesh's it follows
+    the true yaw to about 50 deg and stalls beyond (docs/training.md, item 3)."""
+    centred = model_mm - model_mm.mean(axis=0)
+    q = np.asarray(xy, dtype=np.float64).reshape(-1, len(model_mm), 2)
+    q = q - q.mean(axis=1, keepdims=True)
+    rows = np.einsum("nkc,jk->ncj", q, np.linalg.pinv(centred))  # (N, 2, 3): q ~ model @ rows.T
+    first = rows[:, 0] / np.maximum(np.linalg.norm(rows[:, 0], axis=1, keepdims=True), 1e-12)
+    second = rows[:, 1] - np.sum(rows[:, 1] * first, axis=1, keepdims=True) * first
+    second /= np.maximum(np.linalg.norm(second, axis=1, keepdims=True), 1e-12)
+    return ypr_from_rotations(np.stack([first, second, np.cross(first, second)], axis=1))[:, 0]
+
+
 def eye_angle(right: np.ndarray, left: np.ndarray) -> np.ndarray:
     """Angle (radians, clockwise on screen) of the line from the subject's right eye to the left one; eyes are
     (..., 2) image pixels. 0 for level eyes; the face's in-plane roll as the image shows it."""

@@ -14,7 +14,7 @@ from .detectors import DETECTORS, FaceDetector
 from .errors import ConfigError
 from .images import to_bgr8
 from .keypoints import KEYPOINT_SOURCES, KeypointSource
-from .quality import SECOND_READING_PRESENCE, SECOND_READING_QUALITY, profile_of
+from .quality import SECOND_READING_PRESENCE, SECOND_READING_QUALITY, profile_of_face
 from .regressor import HeadPoseRegressor
 from .types import (HEATMAP_SIZE, LEFT_EYE, NUM_KEYPOINTS, RIGHT_EYE, CameraIntrinsics, FaceBox, FaceKeypoints,
                     FaceResult, FrameResult, HeadPose)
@@ -35,7 +35,7 @@ DOUBT_TILT_DEG = 40.0
 #: face replaces this one only where ``_takes_over`` says so (an upright pass misreads some faces turned a quarter
 #: and the face mesh levels them only part of the way, to 20-40 deg: the BIWI crops turned +-90 deg).
 MILD_TILT_DEG = 20.0
-#: ``quality.profile_of`` from which a face that the detector read better upside down keeps its upright reading
+#: ``quality.profile_of_face`` from which a face that the detector read better upside down keeps its upright reading
 #: unless the face mesh believes the upside-down one more (``_takes_over``): the development profiles that
 #: BlazeFace reads so measured 1.0, AFLW2000's upside-down frontal faces read upright 0.01-0.16.
 UPSIDE_DOWN_PROFILE = 0.95
@@ -112,7 +112,9 @@ class HeadPoseEstimator:
             return None
         state.tracked(list(points))
         height, width = img.shape[:2]
-        return state.followed_boxes(width, height), source.keypoints_from_mesh(points, presence)
+        # the detector's keypoints of each face, followed with its mesh since it was detected
+        return state.followed_boxes(width, height), source.keypoints_from_mesh(points, presence,
+                                                                               state.followed_keypoints())
 
     def process(self, image: np.ndarray, intrinsics: Optional[CameraIntrinsics] = None,
                 channel_order: str = "bgr", video: bool = False) -> FrameResult:
@@ -320,13 +322,13 @@ def _contested(box: FaceBox) -> bool:
 def _takes_over(turned: FaceKeypoints, kept: FaceKeypoints, contested: bool) -> bool:
     """Whether the wider search's reading ``turned`` of a mildly doubted face replaces the ``kept`` one: where the
     face mesh believes it more (presence), or, for a face the detector read better upside down (``contested``),
-    where the kept keypoints show no profile (:func:`quality.profile_of` below ``UPSIDE_DOWN_PROFILE``): BlazeFace
-    and the face mesh read an upside-down face upright, with a lower score than upside down and a presence that
-    saturates near 1 both ways. BlazeFace also reads some upright profiles upside down with a higher score, and
-    then the mesh believes neither reading much, the upright one more; some upside-down faces read upright look
-    like profiles to the mesh, which then believes the turned reading fully. (The profile rule for tilted faces
-    too cost small faces in HD frames 0.2 deg: ``small_faces --faces``, |yaw| up to 45 deg.)"""
-    if contested and profile_of(kept.keypoints.xy) < UPSIDE_DOWN_PROFILE:
+    where the kept keypoints show no profile (:func:`quality.profile_of_face` below ``UPSIDE_DOWN_PROFILE``):
+    BlazeFace and the face mesh read an upside-down face upright, with a lower score than upside down and a
+    presence that saturates near 1 both ways. BlazeFace also reads some upright profiles upside down with a higher
+    score, and then the mesh believes neither reading much, the upright one more; some upside-down faces read
+    upright look like profiles to the mesh, which then believes the turned reading fully. (The profile rule for
+    tilted faces too cost small faces in HD frames 0.2 deg: ``small_faces --faces``, |yaw| up to 45 deg.)"""
+    if contested and profile_of_face(kept) < UPSIDE_DOWN_PROFILE:
         return True
     presence = [k.presence if k.presence is not None else 0.0 for k in (turned, kept)]
     return presence[0] > presence[1]

@@ -137,8 +137,10 @@ SURE_PROFILE_MIRROR, SURE_PROFILE_MIRROR_SCORE = 0.07, 0.75
 #: readings that passed ``min_face_quality`` scored 0.59-0.79, 0.95 (a flag read as a profile, presence 0.94) and
 #: 0.98 (a face-like pattern on a rocket, 0.999); the 40-px faces they recovered 0.98-1.0 (presence 0.997-1.0).
 SECOND_READING_QUALITY, SECOND_READING_PRESENCE = 0.9, UNSURE_PRESENCE
-#: Mesh landmark indices averaged into nose tip, right eye and left eye (as the face_mesh source does).
+#: Mesh landmark indices averaged into nose tip, right eye and left eye (as the face_mesh source does), and into
+#: its two "ears" (the face outline at the tragus level).
 _NOSE_EYES = ((1,), (33, 133, 159, 145), (362, 263, 386, 374))
+_EARS = ((234,), (454,))
 #: The keypoint source's presence (``FaceKeypoints.presence``) from which the check takes it instead of running the
 #: mesh on the level crop again; below it the level crop's own presence is needed (a small face's crop from the
 #: detector's box can score far lower than the level one: a 109-px BIWI crop, 0.22 against 0.93).
@@ -168,6 +170,16 @@ def profile_of(xy: np.ndarray) -> float:
     axis = axis / max(float(np.linalg.norm(axis)), 1e-9)
     right, left = float((xy[NOSE] - xy[RIGHT_EAR]) @ axis), float((xy[LEFT_EAR] - xy[NOSE]) @ axis)
     return min(1.0, abs(right - left) / max(abs(right) + abs(left), 1e-9))
+
+
+def profile_of_face(face: FaceKeypoints) -> float:
+    """:func:`profile_of` a face's keypoints, taken from its dense mesh where it has one (the face_mesh source
+    moves a turned face's ears toward the detector's tragions, ``tragion_ears``, and raises nose and ears along
+    the face's vertical, which :func:`profile_of` does not see; the check's rules were set on the mesh's own)."""
+    if face.landmarks is None or len(face.landmarks) < 468:
+        return profile_of(face.keypoints.xy)
+    points = np.asarray(face.landmarks, dtype=np.float64)
+    return profile_of(np.stack([points[list(idx)].mean(0) for idx in _NOSE_EYES + _EARS]))
 
 
 def frontal_doubt(presence: float, profile: float) -> float:
@@ -277,7 +289,7 @@ class FaceQuality:
                 pres = float(presence[run: run + 2].max())
             run = flip + 1
             score = float(scores[i])
-            profile = profile_of(faces[i].keypoints.xy)
+            profile = profile_of_face(faces[i])
             quality = quality_from(mirror, pres, score, widths[i], profile, bool(unsure[i]) if unsure else False)
             out.append(FaceEvidence(mirror, repeat, pres, score, quality, profile))
         return out
@@ -294,7 +306,7 @@ class FaceQuality:
 
 
 __all__ = ["FaceQuality", "FaceEvidence", "quality_from", "mirrored_profile", "seen_profile", "profile_of",
-           "frontal_doubt", "SCORE_CAP", "SECOND_READING_QUALITY", "SECOND_READING_PRESENCE", "SMALL_FACE_PX",
-           "UNSURE_PRESENCE", "UNSURE_PROFILE", "UNSURE_PROFILE_PRESENCE", "UNSURE_PROFILE_SCORE", "PROFILE_MIRROR",
-           "PROFILE_MIRROR_SCORE", "SURE_PROFILE_MIRROR", "SURE_PROFILE_MIRROR_SCORE", "SEEN_PROFILE_PRESENCE",
-           "SEEN_PROFILE_SCORE"]
+           "profile_of_face", "frontal_doubt", "SCORE_CAP", "SECOND_READING_QUALITY", "SECOND_READING_PRESENCE",
+           "SMALL_FACE_PX", "UNSURE_PRESENCE", "UNSURE_PROFILE", "UNSURE_PROFILE_PRESENCE", "UNSURE_PROFILE_SCORE",
+           "PROFILE_MIRROR", "PROFILE_MIRROR_SCORE", "SURE_PROFILE_MIRROR", "SURE_PROFILE_MIRROR_SCORE",
+           "SEEN_PROFILE_PRESENCE", "SEEN_PROFILE_SCORE"]

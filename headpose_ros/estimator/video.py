@@ -50,6 +50,9 @@ class VideoState:
     #: Each followed face's detector box relative to its mesh bounds: (dx, dy, sx, sy), see :func:`box_of`.
     relations: list[tuple[float, float, float, float]] = field(default_factory=list)
     since_detection: int = 0
+    #: Each followed face's detector keypoints (K, 2) image pixels (None: the box had none) and its mesh (M, 2) on
+    #: the frame where it was detected: :meth:`followed_keypoints` moves the first with the mesh.
+    detections: list[tuple[Optional[np.ndarray], np.ndarray]] = field(default_factory=list)
     #: Searches in steps so far (periodic and idle ones): a stream detector's search step, see ``detect_stream``.
     search_steps: int = 0
     #: How the last frame was processed: "detect" or "track" (for statistics and tests).
@@ -64,7 +67,7 @@ class VideoState:
     def reset(self) -> None:
         """Forget the followed faces: the next frame runs the detector."""
         self.landmarks, self.scores, self.relations, self.since_detection, self.last_mode = [], [], [], 0, None
-        self.search_steps = 0
+        self.search_steps, self.detections = 0, []
 
     def wants_detection(self) -> bool:
         """Whether the next frame must run the detector (nothing followed, or ``redetect_every`` frames passed)."""
@@ -86,7 +89,15 @@ class VideoState:
         """Record the faces (meshes and detector boxes) of a frame where the detector ran."""
         self.landmarks, self.scores = list(landmarks), [b.score for b in boxes]
         self.relations = [relation(m, b) for m, b in zip(landmarks, boxes)]
+        self.detections = [(b.keypoints, m) for m, b in zip(landmarks, boxes)]
         self.since_detection, self.last_mode = 1, "detect"
+
+    def followed_keypoints(self) -> list[Optional[np.ndarray]]:
+        """Each followed face's detector keypoints (K, 2) image pixels, moved from the frame where it was detected
+        by the similarity that best maps its mesh there onto its last one (:func:`moved`); None where the
+        detector gave none."""
+        return [None if kps is None else moved(kps, then, now)
+                for (kps, then), now in zip(self.detections, self.landmarks)]
 
     def tracked(self, landmarks: list[np.ndarray]) -> None:
         """Record the meshes of a frame where every followed face was found again."""
@@ -103,6 +114,17 @@ def relation(landmarks: np.ndarray, box: FaceBox) -> tuple[float, float, float, 
     centre, size = _bounds(landmarks)
     return (float((box.center[0] - centre[0]) / size[0]), float((box.center[1] - centre[1]) / size[1]),
             float(box.width / size[0]), float(box.height / size[1]))
+
+
+def moved(points: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """``points`` (K, 2) moved by the 2D similarity (turn, scale and shift) that best maps the landmarks ``before``
+    (M, 2) onto ``after`` (M, 2) in the least-squares sense; all in image pixels."""
+    zb, za, zp = (np.asarray(a, dtype=np.float64) @ np.array([1.0, 1j]) for a in (before, after, points))
+    mb, ma = zb.mean(), za.mean()
+    spread = float(np.vdot(zb - mb, zb - mb).real)
+    scale = np.vdot(zb - mb, za - ma) / spread if spread > 1e-12 else 1.0  # complex: turn and scale together
+    out = scale * (zp - mb) + ma
+    return np.stack([out.real, out.imag], axis=1)
 
 
 def box_of(landmarks: np.ndarray, score: float, width: int, height: int,

@@ -21,7 +21,12 @@ first half; BIWI sequences 01-09) and checked on the other halves (docs/accuracy
 the default model read faces within 45 deg of yaw as pitched up by 4.8 (AFLW2000) and 1.6 deg (BIWI) more than
 labelled, on average over the tuning halves; the raise lowers the pitch error on the tuning and the validation
 half of both datasets. 0, 0 gives the raw landmarks.
-The mesh places all five on every face, including an ear turned away (where it is extrapolated). Its
+The mesh places all five on every face, including an ear turned away (where it is extrapolated), and cannot
+represent a profile: its keypoints stall at an apparent yaw of about 55 deg for true yaws of 60-80 deg. A face
+whose keypoints look turned (:func:`headpose_ros.estimator.geometry.apparent_yaws_deg`) beyond ``tragion_ears[0]``
+deg has both ears moved toward the detector's ear tragions (BlazeFace's keypoints 4 and 5; in video mode followed
+with the mesh from the frame where the face was detected) by a weight that grows linearly to ``tragion_ears[2]`` at
+``tragion_ears[1]`` deg (default 20, 35, 0.5; docs/accuracy.md). Its
 face-presence score says how face-like the crop looks and falls near 0 for many profile faces that the
 detector found and whose keypoints are still usable (10 % of the development faces beyond 45 deg yaw), so it
 does not reject faces unless ``min_presence`` is raised; the keypoints' confidence is ``0.7 + 0.3 * presence``,
@@ -50,7 +55,7 @@ import cv2
 import numpy as np
 
 from ..errors import BackendUnavailableError, ConfigError
-from ..geometry import eye_angle
+from ..geometry import apparent_yaws_deg, eye_angle
 from ..tflite import load_interpreter
 from ..heatmaps import keypoints_to_heatmaps
 from ..images import rgb_float
@@ -192,6 +197,12 @@ class MeshModel:
 #: ``retry_below``. The tiles' boxes of 40-px faces are often a quarter smaller than the face and off its centre,
 #: and a face rolled beyond ~70 deg is no face to the mesh in an upright crop. ``[]``: no second reading.
 RETRY_CROPS: tuple[tuple[float, float], ...] = ((2.0, 0.0), (2.5, 0.0), (1.5, 45.0), (1.5, -45.0))
+#: Default ``tragion_ears``: (apparent |yaw| in degrees from which the ears move toward the detector's tragions,
+#: apparent |yaw| from which they move by the full weight, that weight in [0, 1]); chosen on the tuning parts
+#: (docs/accuracy.md).
+TRAGION_EARS: tuple[float, float, float] = (20.0, 35.0, 0.5)
+#: Rows of the detector's ear tragions in :data:`~headpose_ros.estimator.types.DETECTOR_KEYPOINT_NAMES` order.
+DETECTOR_EARS = (4, 5)
 
 
 class FaceMeshKeypoints:
@@ -203,7 +214,8 @@ class FaceMeshKeypoints:
                  threshold: float = 0.3, model_path: Optional[str] = None, num_threads: int = 1,
                  level_beyond_deg: float = 15.0, realign_deg: float = 10.0, retry_below: float = 0.5,
                  max_passes: int = 4, nose_raise: float = 0.01, ear_raise: float = 0.02,
-                 retry_crops: Sequence[Sequence[float]] = RETRY_CROPS):
+                 retry_crops: Sequence[Sequence[float]] = RETRY_CROPS,
+                 tragion_ears: Sequence[float] = TRAGION_EARS):
         if passes not in (1, 2, "auto"):
             raise ConfigError(f"face_mesh passes must be 1, 2 or auto, not {passes!r}")
         if not 1.0 <= float(crop_scale) <= 4.0:
@@ -227,6 +239,15 @@ class FaceMeshKeypoints:
         if not all(1.0 <= scale <= 4.0 and -180.0 <= turn <= 180.0 for scale, turn in self.retry_crops):
             raise ConfigError(f"face_mesh retry_crops: each scale must lie in [1, 4] and each turn in [-180, 180] "
                               f"degrees, not {retry_crops!r}")
+        try:
+            ears = tuple(float(v) for v in tragion_ears)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"face_mesh tragion_ears must be [from_deg, full_deg, weight] or [], not "
+                              f"{tragion_ears!r}") from exc
+        if ears and not (len(ears) == 3 and 0.0 <= ears[0] <= ears[1] <= 90.0 and 0.0 <= ears[2] <= 1.0):
+            raise ConfigError(f"face_mesh tragion_ears must be [from_deg, full_deg, weight] with 0 <= from_deg <= "
+                              f"full_deg <= 90 and weight in [0, 1], or [] (off), not {tragion_ears!r}")
+        self.tragion_ears = ears
 
     @property
     def mesh_model(self) -> MeshModel:
@@ -332,13 +353,18 @@ class FaceMeshKeypoints:
             return np.zeros((0, 468, 2)), np.zeros(0)
         return self._run(image_bgr, [self._refined_transform(p) for p in landmarks])
 
-    def keypoints_from_mesh(self, points: np.ndarray, presence: np.ndarray) -> list[Optional[FaceKeypoints]]:
+    def keypoints_from_mesh(self, points: np.ndarray, presence: np.ndarray,
+                            detector_keypoints: Optional[Sequence[Optional[np.ndarray]]] = None
+                            ) -> list[Optional[FaceKeypoints]]:
         """Five keypoints and their heatmaps from meshes (N, 468, 2) and presence (N,); None below
-        ``min_presence``."""
+        ``min_presence``. ``detector_keypoints``: each face's detector keypoints (6, 2) image pixels in
+        BlazeFace's order, or None, for the ears of turned faces (``tragion_ears``)."""
         if len(points) == 0:
             return []
         xy = raised(np.stack([points[:, list(idx)].mean(axis=1) for idx in LANDMARKS], axis=1), points,
                     self.nose_raise, self.ear_raise)  # (N, 5, 2)
+        if detector_keypoints is not None:
+            xy = self._toward_tragions(xy, detector_keypoints)
         conf = np.repeat(0.7 + 0.3 * presence[:, None], NUM_KEYPOINTS, axis=1)
         if self.level_beyond_deg < 180.0:
             maps, frames = levelled_heatmaps(xy, conf, self.threshold, self.level_beyond_deg)
@@ -351,6 +377,25 @@ class FaceMeshKeypoints:
             for i in range(len(points))
         ]
 
+    def _toward_tragions(self, xy: np.ndarray, detector_keypoints: Sequence[Optional[np.ndarray]]) -> np.ndarray:
+        """Keypoints (N, 5, 2) px with the ears of each turned face moved toward its detector's ear tragions
+        (rows 4 and 5 of its (6, 2) keypoints; a face with None or missing ones keeps its ears) by a weight that
+        ramps linearly from 0 at ``tragion_ears[0]`` deg of apparent yaw to ``tragion_ears[2]`` from
+        ``tragion_ears[1]`` deg."""
+        if not self.tragion_ears:
+            return xy
+        start, full, most = self.tragion_ears
+        turned = np.abs(apparent_yaws_deg(xy))
+        weight = most * (np.clip((turned - start) / (full - start), 0.0, 1.0) if full > start
+                         else (turned >= full).astype(np.float64))
+        out, ears = xy.copy(), [RIGHT_EAR, LEFT_EAR]
+        for i, (kps, w) in enumerate(zip(detector_keypoints, weight)):
+            tragions = None if kps is None else np.asarray(kps, dtype=np.float64)[list(DETECTOR_EARS)]
+            if w > 0.0 and tragions is not None and np.all(np.isfinite(tragions)):
+                out[i, ears] += w * (tragions - out[i, ears])
+        return out
+
     def locate(self, image_bgr: np.ndarray, boxes: Sequence[FaceBox]) -> list[Optional[FaceKeypoints]]:
-        """Keypoints and rendered heatmaps per box; None where the mesh says there is no face."""
-        return self.keypoints_from_mesh(*self.mesh(image_bgr, boxes))
+        """Keypoints and rendered heatmaps per box (a turned face's ears toward the box's detector tragions, see
+        ``tragion_ears``); None where the mesh says there is no face."""
+        return self.keypoints_from_mesh(*self.mesh(image_bgr, boxes), [b.keypoints for b in boxes])
