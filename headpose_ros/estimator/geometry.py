@@ -52,6 +52,9 @@ HEAD_MODEL_MM = np.array(
     ]
 )
 
+#: Pseudo-inverse (3, 5) of :data:`HEAD_MODEL_MM` centred on its mean, for :func:`apparent_yaws_deg`.
+_HEAD_MODEL_PINV = np.linalg.pinv(HEAD_MODEL_MM - HEAD_MODEL_MM.mean(axis=0))
+
 
 def _rxyz(ca: "T", sa: "T", cb: "T", sb: "T", cc: "T", sc: "T") -> list[list["T"]]:
     """Rx(a) Ry(b) Rz(c) written out, from the angles' cosines and sines (floats or arrays)."""
@@ -225,17 +228,15 @@ def ypr_from_rotations(r_c_h: np.ndarray) -> np.ndarray:
 def apparent_yaws_deg(xy: np.ndarray, model_mm: np.ndarray = HEAD_MODEL_MM) -> np.ndarray:
     """The yaw (N,) degrees, dataset convention, under which the rigid five-keypoint ``model_mm`` (5, 3) mm best
     explains each face's keypoints ``xy`` (N, 5, 2) image pixels (:data:`KEYPOINT_NAMES` order) under weak
-    perspective: an affine camera fitted by least squares, its two rows made orthonormal. What the keypoints look
-    like, not the regressor's pose: exact for keypoints placed as the model, and for the face mesh's it follows
-    the true yaw to about 50 deg and stalls beyond (docs/training.md, item 3)."""
-    centred = model_mm - model_mm.mean(axis=0)
-    q = np.asarray(xy, dtype=np.float64).reshape(-1, len(model_mm), 2)
-    q = q - q.mean(axis=1, keepdims=True)
-    rows = np.einsum("nkc,jk->ncj", q, np.linalg.pinv(centred))  # (N, 2, 3): q ~ model @ rows.T
-    first = rows[:, 0] / np.maximum(np.linalg.norm(rows[:, 0], axis=1, keepdims=True), 1e-12)
-    second = rows[:, 1] - np.sum(rows[:, 1] * first, axis=1, keepdims=True) * first
-    second /= np.maximum(np.linalg.norm(second, axis=1, keepdims=True), 1e-12)
-    return ypr_from_rotations(np.stack([first, second, np.cross(first, second)], axis=1))[:, 0]
+    perspective: an affine camera fitted by least squares, whose first row, made unit, is the first row of the
+    rotation R_camera_head, and R[0, 2] = sin(yaw) (:func:`rotation_from_ypr`). What the keypoints look like, not
+    the regressor's pose: exact for keypoints placed as the model; the face mesh's follow the true yaw to about
+    50 deg and stall beyond (docs/training.md, item 3)."""
+    pinv = _HEAD_MODEL_PINV if model_mm is HEAD_MODEL_MM else np.linalg.pinv(model_mm - model_mm.mean(axis=0))
+    x = np.asarray(xy, dtype=np.float64).reshape(-1, pinv.shape[1], 2)[..., 0]
+    first = (x - x.mean(axis=1, keepdims=True)) @ pinv.T  # (N, 3): image x ~ centred model @ first
+    sin = first[:, 2] / np.maximum(np.linalg.norm(first, axis=1), 1e-12)
+    return np.degrees(np.arcsin(np.clip(sin, -1.0, 1.0)))
 
 
 def eye_angle(right: np.ndarray, left: np.ndarray) -> np.ndarray:
