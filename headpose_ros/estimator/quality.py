@@ -137,10 +137,8 @@ SURE_PROFILE_MIRROR, SURE_PROFILE_MIRROR_SCORE = 0.07, 0.75
 #: readings that passed ``min_face_quality`` scored 0.59-0.79, 0.95 (a flag read as a profile, presence 0.94) and
 #: 0.98 (a face-like pattern on a rocket, 0.999); the 40-px faces they recovered 0.98-1.0 (presence 0.997-1.0).
 SECOND_READING_QUALITY, SECOND_READING_PRESENCE = 0.9, UNSURE_PRESENCE
-#: Mesh landmark indices averaged into nose tip, right eye and left eye (as the face_mesh source does), and into
-#: its two "ears" (the face outline at the tragus level).
+#: Mesh landmark indices averaged into nose tip, right eye and left eye (as the face_mesh source does).
 _NOSE_EYES = ((1,), (33, 133, 159, 145), (362, 263, 386, 374))
-_EARS = ((234,), (454,))
 #: The keypoint source's presence (``FaceKeypoints.presence``) from which the check takes it instead of running the
 #: mesh on the level crop again; below it the level crop's own presence is needed (a small face's crop from the
 #: detector's box can score far lower than the level one: a 109-px BIWI crop, 0.22 against 0.93).
@@ -176,10 +174,12 @@ def profile_of_face(face: FaceKeypoints) -> float:
     """:func:`profile_of` a face's keypoints, taken from its dense mesh where it has one (the face_mesh source
     moves a turned face's ears toward the detector's tragions, ``tragion_ears``, and raises nose and ears along
     the face's vertical, which :func:`profile_of` does not see; the check's rules were set on the mesh's own)."""
+    from .keypoints.face_mesh import LANDMARKS
+
     if face.landmarks is None or len(face.landmarks) < 468:
         return profile_of(face.keypoints.xy)
     points = np.asarray(face.landmarks, dtype=np.float64)
-    return profile_of(np.stack([points[list(idx)].mean(0) for idx in _NOSE_EYES + _EARS]))
+    return profile_of(np.stack([points[list(idx)].mean(0) for idx in LANDMARKS]))
 
 
 def frontal_doubt(presence: float, profile: float) -> float:
