@@ -112,9 +112,9 @@ class HeadPoseEstimator:
             return None
         state.tracked(list(points))
         height, width = img.shape[:2]
-        # the detector's keypoints of each face, followed with its mesh since it was detected
-        return state.followed_boxes(width, height), source.keypoints_from_mesh(points, presence,
-                                                                               state.followed_keypoints())
+        # the detector's keypoints of each face, followed with its mesh since it was detected (for tragion_ears)
+        followed = state.followed_keypoints() if source.tragion_ears else None
+        return state.followed_boxes(width, height), source.keypoints_from_mesh(points, presence, followed)
 
     def process(self, image: np.ndarray, intrinsics: Optional[CameraIntrinsics] = None,
                 channel_order: str = "bgr", video: bool = False) -> FrameResult:

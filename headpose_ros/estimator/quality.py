@@ -137,8 +137,6 @@ SURE_PROFILE_MIRROR, SURE_PROFILE_MIRROR_SCORE = 0.07, 0.75
 #: readings that passed ``min_face_quality`` scored 0.59-0.79, 0.95 (a flag read as a profile, presence 0.94) and
 #: 0.98 (a face-like pattern on a rocket, 0.999); the 40-px faces they recovered 0.98-1.0 (presence 0.997-1.0).
 SECOND_READING_QUALITY, SECOND_READING_PRESENCE = 0.9, UNSURE_PRESENCE
-#: Mesh landmark indices averaged into nose tip, right eye and left eye (as the face_mesh source does).
-_NOSE_EYES = ((1,), (33, 133, 159, 145), (362, 263, 386, 374))
 #: The keypoint source's presence (``FaceKeypoints.presence``) from which the check takes it instead of running the
 #: mesh on the level crop again; below it the level crop's own presence is needed (a small face's crop from the
 #: detector's box can score far lower than the level one: a 109-px BIWI crop, 0.22 against 0.93).
@@ -253,8 +251,9 @@ class FaceQuality:
         detector score in [0, 1] and whether its box is ``unsure`` (:func:`quality_from`; default: none is). A
         face that carries the mesh's presence on its landmarks' crop (the face_mesh source's last pass, whose crop
         the levelled one nearly repeats) of at least ``REUSE_PRESENCE`` gets the mirrored run only."""
-        from .keypoints.face_mesh import levelled_transform
+        from .keypoints.face_mesh import LANDMARKS, levelled_transform
 
+        nose_eyes = LANDMARKS[:3]  # mesh landmarks averaged into nose tip, right eye, left eye, as the source does
         if not faces:
             return []
         transforms, mirrored, sizes, found, widths, reused = [], [], [], [], [], []
@@ -273,18 +272,18 @@ class FaceQuality:
             sizes.append(max(extent * (1.0 if dense else 1.3), 1e-6))
             # the mesh's own nose and eyes where there is a mesh (the face_mesh source may move its keypoints:
             # nose_raise), so that the check compares like with like
-            found.append(np.stack([points[list(idx)].mean(0) for idx in _NOSE_EYES]) if len(points) >= 468
+            found.append(np.stack([points[list(idx)].mean(0) for idx in nose_eyes]) if len(points) >= 468
                          else xy[[NOSE, RIGHT_EYE, LEFT_EYE]])
         points, presence = self._run(image_bgr, transforms, mirrored)
         out, run = [], 0  # run: index of the face's first mesh run
         for i, size in enumerate(sizes):
             flip = run if reused[i] else run + 1
-            flipped = np.stack([points[flip, list(idx)].mean(0) for idx in _NOSE_EYES])[[0, 2, 1]]
+            flipped = np.stack([points[flip, list(idx)].mean(0) for idx in nose_eyes])[[0, 2, 1]]
             mirror = float(np.linalg.norm(flipped - found[i], axis=1).mean() / size)
             if reused[i]:
                 repeat, pres = None, max(float(faces[i].presence), float(presence[flip]))
             else:
-                plain = np.stack([points[run, list(idx)].mean(0) for idx in _NOSE_EYES])
+                plain = np.stack([points[run, list(idx)].mean(0) for idx in nose_eyes])
                 repeat = float(np.linalg.norm(plain - found[i], axis=1).mean() / size)
                 pres = float(presence[run: run + 2].max())
             run = flip + 1
