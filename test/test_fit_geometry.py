@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from headpose_ros.estimator import geometry
+from headpose_ros.tools import cli, fit_geometry
 from headpose_ros.tools.fit_geometry import apparent_poses, fit_model
 
 
@@ -31,3 +36,31 @@ def test_apparent_poses_recover_the_poses_of_a_rigid_model() -> None:
     ypr = rng.uniform(-1, 1, (25, 3)) * np.array([60.0, 30.0, 25.0])
     found = apparent_poses(_project(geometry.HEAD_MODEL_MM, ypr, rng), geometry.HEAD_MODEL_MM)
     assert np.max(geometry.angle_abs_error(found, ypr)) < 0.5
+
+
+def test_each_dataset_takes_its_own_part_or_sequences(tmp_path: Path, monkeypatch) -> None:
+    """``--data FORMAT:PATH part=I/N`` / ``sequences=SS``: fit on tuning parts, as ``eval --part`` and
+    ``--sequences`` choose them; the fit itself runs on what the (stubbed) datasets give."""
+    rng = np.random.default_rng(2)
+    seen = []
+
+    def collect(fmt, path, limit, sequences, args, part=None):
+        seen.append((fmt, path, sequences, part))
+        ypr = rng.uniform(-1, 1, (60, 3)) * np.array([70.0, 40.0, 30.0])
+        return _project(geometry.HEAD_MODEL_MM, ypr, rng), ypr
+
+    monkeypatch.setattr(fit_geometry, "collect", collect)
+    out = tmp_path / "fit.json"
+    assert cli.main(["fit-geometry", "--data", "aflw2000:A", "part=1/2", "--data", "biwi-crops:B",
+                     "sequences=01-09", "--data", "biwi-crops:C", "--sequences", "10", "--json", str(out)]) == 0
+    assert seen == [("aflw2000", "A", None, (1, 2)), ("biwi-crops", "B", ["01-09"], None),
+                    ("biwi-crops", "C", ["10"], None)]
+    fit = json.loads(out.read_text())
+    assert fit["faces"] == 180
+    np.testing.assert_allclose(fit["model_mm"], geometry.HEAD_MODEL_MM, atol=0.1)
+
+
+@pytest.mark.parametrize("select", ["part=3/2", "part=x", "limit=5"])
+def test_a_bad_selection_is_a_configuration_error(select: str, monkeypatch) -> None:
+    monkeypatch.setattr(fit_geometry, "collect", lambda *a, **k: pytest.fail("nothing may run"))
+    assert cli.main(["fit-geometry", "--data", "aflw2000:A", select]) == 2

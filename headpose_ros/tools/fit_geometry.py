@@ -78,19 +78,23 @@ def apparent_poses(xy: np.ndarray, model_mm: np.ndarray) -> np.ndarray:
 
 
 def collect(fmt: str, path: str, limit: Optional[int], sequences: Optional[list[str]],
-            args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
-    """Keypoints (N, 5, 2) and labels (N, 3) of the faces found in a labelled image dataset."""
+            args: argparse.Namespace, part: Optional[tuple[int, int]] = None) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints (N, 5, 2) and labels (N, 3) of the faces found in a labelled image dataset (the I-th of N
+    contiguous parts of its sorted samples when ``part`` is (I, N), as ``headpose-ros eval --part``)."""
     from tqdm import tqdm
 
     from ..estimator.images import to_bgr8
     from . import datasets
     from ..estimator.pipeline import build_stages
     from .common import config_from_args
+    from .evaluate import part_mask
 
     cfg = config_from_args(args)
     detector, source = build_stages(cfg)
+    dataset = datasets.load_dataset(fmt, path, limit=limit, sequences=sequences)
+    dataset = dataset.subset(part_mask(len(dataset), part))
     xy, labels = [], []
-    for sample in tqdm(datasets.iter_samples(fmt, path, limit=limit, sequences=sequences), desc=fmt, unit="img"):
+    for sample in tqdm(dataset.samples, desc=fmt, unit="img"):
         image = to_bgr8(sample.load_image())
         boxes = [b for b in detector.detect(image) if b.score >= cfg.min_face_score]
         if not boxes:
@@ -107,20 +111,34 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
     p = sub.add_parser("fit-geometry", help="fit the 3D keypoint model of a keypoint source on labelled images",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", action="append", required=True, metavar="FORMAT:PATH",
-                   help="labelled images (aflw2000, biwi-crops, biwi-frames); repeatable")
+    p.add_argument("--data", action="append", nargs="+", required=True, metavar="FORMAT:PATH [SELECT]",
+                   help="labelled images (aflw2000, biwi-crops, biwi-frames), optionally followed by what to keep of "
+                   "them: part=I/N (the I-th of N contiguous parts of the sorted samples, as `eval --part`) and/or "
+                   "sequences=SS (BIWI, e.g. 01-09); repeatable: fit on tuning parts, keep the rest for validation")
     p.add_argument("--limit", type=int, help="at most N samples per dataset")
-    p.add_argument("--sequences", help="BIWI sequences, comma-separated")
+    p.add_argument("--sequences", help="BIWI sequences of every BIWI --data without its own, comma-separated")
     p.add_argument("--json", help="write the fit to this file")
     add_config_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..estimator.errors import ConfigError
+    from .evaluate import parse_part
+
     xy, ypr = [], []
-    for spec in args.data:
+    for spec, *select in args.data:
         fmt, _, path = spec.partition(":")
-        a, b = collect(fmt, path, args.limit, args.sequences.split(",") if args.sequences else None, args)
+        chosen = dict(item.partition("=")[::2] for item in select)
+        unknown = set(chosen) - {"part", "sequences"}
+        if unknown:
+            raise ConfigError(f"--data {spec}: unknown selection {sorted(unknown)}; use part=I/N or sequences=SS")
+        try:
+            part = parse_part(chosen.get("part"))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        sequences = chosen.get("sequences", args.sequences if fmt.startswith("biwi") else None)
+        a, b = collect(fmt, path, args.limit, sequences.split(",") if sequences else None, args, part)
         xy.append(a)
         ypr.append(b)
     xy_all, ypr_all = np.concatenate(xy), np.concatenate(ypr)
