@@ -11,7 +11,7 @@ import pytest
 from headpose_ros.estimator import geometry
 from headpose_ros.estimator.regressor import HeadPoseRegressor, ModelCard, card_path
 from headpose_ros.tools import cli
-from headpose_ros.tools.synth import POSE_RANGE_DEG, PROFILES, generate
+from headpose_ros.tools.synth import POSE_RANGE_DEG, PROFILES, generate, tilt_share
 
 
 def test_generator_is_deterministic_and_in_range() -> None:
@@ -76,8 +76,8 @@ def test_train_pitch_gain_reaches_the_generator_and_the_card(tmp_path: Path, mon
     from headpose_ros.tools import train
 
     seen, real = [], train.generate
-    monkeypatch.setattr(train, "generate", lambda n, seed, profile: seen.append(profile.pitch_gain) or real(
-        n, seed, profile))
+    monkeypatch.setattr(train, "generate", lambda n, seed, profile, **kw: seen.append(profile.pitch_gain) or real(
+        n, seed, profile, **kw))
     assert cli.main(["train", "--name", "g", "--out", str(tmp_path), "--synthetic", "64", "--epochs", "1",
                      "--batch-size", "32", "--pitch-gain", "0.6", "0.8"]) == 0
     assert seen == [(0.6, 0.8)]
@@ -85,7 +85,42 @@ def test_train_pitch_gain_reaches_the_generator_and_the_card(tmp_path: Path, mon
     assert data == ["synthetic:64 (face_mesh profile, pitch gain 0.6-0.8, seed 0)"]
 
 
-@pytest.mark.parametrize("bad", [["--synthetic", "0"], ["--pitch-gain", "0.9", "0.5"], ["--pitch-gain", "0", "1"]])
+def test_tilt_turns_each_head_about_its_line_of_sight_in_keypoints_and_labels() -> None:
+    """``tilt_deg``: the same heads, their keypoints turned in the image by the drawn tilt (about the head's
+    image point; exact on the optical axis, nearly so 25 deg off it), their labels the turned pose."""
+    plain, tilted = generate(3000, 4, PROFILES["face_mesh"]), generate(3000, 4, PROFILES["face_mesh"], tilt_deg=45)
+    np.testing.assert_array_equal(plain.xy, generate(3000, 4, PROFILES["face_mesh"], tilt_deg=0.0).xy)
+    tilt = np.random.default_rng([4, 1]).uniform(-45, 45, 3000) * tilt_share(plain.ypr[:, 0])
+    kept = np.any(tilted.ypr != plain.ypr, axis=1)
+    assert kept.mean() > 0.9 and np.all(np.abs(tilted.ypr) <= 99.0)
+    assert np.abs(tilt[np.abs(plain.ypr[:, 0]) < 10]).max() < 0.7  # frontal faces tilt by their roll alone
+    np.testing.assert_allclose(geometry.rotation_errors_deg(
+        tilted.ypr[kept], geometry.compose_line_of_sight_roll(plain.ypr[kept], tilt[kept])), 0.0, atol=1e-3)
+    np.testing.assert_array_equal(tilted.ypr[~kept], plain.ypr[~kept])  # those would leave +-99 deg
+    # The image turn of each kept head (least-squares 2D rotation, keypoints centred) is its tilt, clockwise.
+    a = plain.xy[kept] - plain.xy[kept].mean(axis=1, keepdims=True)
+    b = tilted.xy[kept] - tilted.xy[kept].mean(axis=1, keepdims=True)
+    turn = np.degrees(np.arctan2((a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]).sum(1), (a * b).sum((1, 2))))
+    assert np.median(np.abs(turn - tilt[kept])) < 1.0
+    profiles = kept & (np.abs(plain.ypr[:, 0]) > 70)  # profiles tilt in the image too, which Euler draws cannot
+    assert np.corrcoef(turn[profiles[kept]], tilt[profiles])[0, 1] > 0.95 and np.abs(tilt[profiles]).max() > 25
+
+
+def test_train_tilt_reaches_the_generator_and_the_card(tmp_path: Path, monkeypatch) -> None:
+    from headpose_ros.tools import train
+
+    seen, real = [], train.generate
+    monkeypatch.setattr(train, "generate", lambda n, seed, profile, tilt_deg=0.0: seen.append(tilt_deg) or real(
+        n, seed, profile, tilt_deg=tilt_deg))
+    assert cli.main(["train", "--name", "t", "--out", str(tmp_path), "--synthetic", "64", "--epochs", "1",
+                     "--batch-size", "32", "--tilt", "20"]) == 0
+    assert seen == [20.0]
+    data = json.loads(card_path(tmp_path / "t.weights.h5").read_text())["training"]["data"]
+    assert data == ["synthetic:64 (face_mesh profile, tilt +-20 deg x (1 - cos yaw), seed 0)"]
+
+
+@pytest.mark.parametrize("bad", [["--synthetic", "0"], ["--pitch-gain", "0.9", "0.5"], ["--pitch-gain", "0", "1"],
+                                 ["--tilt", "-5"], ["--tilt", "120"]])
 def test_train_refuses_nothing_to_train_on_and_bad_pitch_gains(tmp_path: Path, bad: list[str]) -> None:
     with pytest.raises(SystemExit):
         cli.main(["train", "--out", str(tmp_path), *bad])

@@ -80,8 +80,24 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def generate(n: int, seed: int, profile: SourceProfile) -> SyntheticSet:
-    """``n`` samples drawn with ``numpy.random.default_rng(seed)``: the same arguments give the same set."""
+def tilt_share(yaw_deg: np.ndarray) -> np.ndarray:
+    """1 - cos(yaw): the share of an in-plane tilt range that a head drawn in (yaw, pitch, roll) cannot show.
+
+    The roll turns the head about its own front-to-back axis, which leaves the image plane as the head turns:
+    drawn in Euler angles a profile barely tilts in the image (at 70 deg of yaw a 15 deg tilt is already pitch 35
+    and roll 38; at 80 deg, pitch 56 and roll 57, beyond the roll range), a frontal face tilts by its roll."""
+    return 1.0 - np.cos(np.radians(np.asarray(yaw_deg, dtype=np.float64)))
+
+
+def generate(n: int, seed: int, profile: SourceProfile, tilt_deg: float = 0.0) -> SyntheticSet:
+    """``n`` samples drawn with ``numpy.random.default_rng(seed)``: the same arguments give the same set.
+
+    ``tilt_deg`` > 0 turns each head further about its line of sight (an in-plane tilt of the face in the image,
+    clockwise), by up to ``tilt_deg`` times :func:`tilt_share` of its yaw, drawn uniformly from a second stream
+    seeded ``[seed, 1]`` (0 where the turned pose would leave the benchmarks' +-99 deg). The tilt is shown as it is
+    (an image rotation: a keypoint source follows it whole); the rest of the pose gets the source's pitch gain and
+    yaw saturation. Off by default (the shipped model); tried in docs/accuracy.md.
+    """
     rng = np.random.default_rng(seed)
     ypr = rng.uniform(-1.0, 1.0, (n, 3)) * np.array(POSE_RANGE_DEG)
     # People: overall size (IOD 63 +- 3.5 mm) and per-keypoint offsets (mm) with some asymmetry.
@@ -96,6 +112,12 @@ def generate(n: int, seed: int, profile: SourceProfile) -> SyntheticSet:
         knee, soft = rng.uniform(*profile.yaw_knee_deg, n), profile.yaw_soft_deg
         over = np.abs(ypr[:, 0]) - knee
         shown[:, 0] = np.where(over > 0, np.sign(ypr[:, 0]) * (knee + soft * (1 - np.exp(-over / soft))), ypr[:, 0])
+    if tilt_deg > 0.0:
+        tilt = np.random.default_rng([seed, 1]).uniform(-tilt_deg, tilt_deg, n) * tilt_share(ypr[:, 0])
+        tilted = geometry.compose_line_of_sight_roll(ypr, tilt)
+        keep = np.all(np.abs(tilted) <= 99.0, axis=1)
+        ypr = np.where(keep[:, None], tilted, ypr)
+        shown = np.where(keep[:, None], geometry.compose_line_of_sight_roll(shown, tilt), shown)
     # Cameras: distance, off-axis direction, focal length; the head turns with its line of sight.
     dist = rng.uniform(0.4, 3.0, n)
     off = np.tan(np.radians(rng.uniform(-25.0, 25.0, (n, 2))))
@@ -119,4 +141,4 @@ def generate(n: int, seed: int, profile: SourceProfile) -> SyntheticSet:
     return SyntheticSet(xy=xy, confidence=conf, ypr=ypr)
 
 
-__all__ = ["PROFILES", "POSE_RANGE_DEG", "SourceProfile", "SyntheticSet", "generate", "HEATMAP_SIZE"]
+__all__ = ["PROFILES", "POSE_RANGE_DEG", "SourceProfile", "SyntheticSet", "generate", "tilt_share", "HEATMAP_SIZE"]

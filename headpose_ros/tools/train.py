@@ -166,6 +166,10 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--pitch-gain", type=float, nargs=2, metavar=("LO", "HI"), default=None,
                    help="range of the factor by which synthetic keypoints follow pitch (default: the keypoint "
                         "source's profile, face_mesh 0.7 0.9)")
+    p.add_argument("--tilt", type=float, default=0.0, metavar="DEG",
+                   help="turn each synthetic head about its line of sight by up to +-DEG degrees times 1 - cos(yaw), "
+                        "so that turned faces tilt in the image as frontal ones do by their roll (default 0: poses "
+                        "drawn in yaw, pitch and roll alone)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
 
@@ -183,8 +187,11 @@ def run(args: argparse.Namespace) -> int:
             if not 0.0 < lo <= hi <= 2.0:
                 raise SystemExit(f"train: --pitch-gain needs 0 < LO <= HI <= 2, not {lo} {hi}")
             profile = dataclasses.replace(profile, pitch_gain=(lo, hi))
-        parts.append(generate(args.synthetic, args.seed, profile))
+        if not 0.0 <= args.tilt <= 90.0:
+            raise SystemExit(f"train: --tilt needs 0 <= DEG <= 90, not {args.tilt}")
+        parts.append(generate(args.synthetic, args.seed, profile, tilt_deg=args.tilt))
         gain = "" if args.pitch_gain is None else f", pitch gain {profile.pitch_gain[0]:g}-{profile.pitch_gain[1]:g}"
+        gain += f", tilt +-{args.tilt:g} deg x (1 - cos yaw)" if args.tilt else ""
         sources.append(f"synthetic:{args.synthetic} ({args.keypoints} profile{gain}, seed {args.seed})")
     train_seq, val_seq = _parse_sequences(args.sequences), _parse_sequences(args.val_sequences)
     val_parts = []
