@@ -36,7 +36,7 @@ from headpose_ros.estimator.config import EstimatorConfig
 from headpose_ros.estimator.errors import BackendUnavailableError, ModelFileError
 from headpose_ros.estimator.pipeline import HeadPoseEstimator
 from headpose_ros.estimator.stream import LatestFrameProcessor
-from tools_fakes import CentreDetector, ConstantRegressor, LayoutKeypoints, make_model_file
+from tools_fakes import CentreDetector, ConstantRegressor, LayoutKeypoints, make_model_file, sigint_default
 
 WAIT = 60.0
 TEST_DIR = Path(__file__).resolve().parent
@@ -501,7 +501,8 @@ def test_video_command_interrupted_mid_run_exits_cleanly(video_job, tmp_path, si
     proc = subprocess.Popen(
         [sys.executable, str(script), "video", str(source), "--detector", "slow", "--keypoints", "layout",
          "--model", str(weights), "--device", "cpu", "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(tmp_path))
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(tmp_path),
+        preexec_fn=sigint_default)
     try:
         lines = []
         for _ in range(3):  # three frames done: the run is well under way, a frame is in flight

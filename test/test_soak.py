@@ -23,7 +23,8 @@ from headpose_ros.estimator.pipeline import HeadPoseEstimator
 from headpose_ros.estimator.stream import LatestFrameProcessor
 from headpose_ros.estimator.types import FaceBox
 from headpose_ros.tools import soak
-from tools_fakes import CentreDetector, ConstantRegressor, LayoutKeypoints, make_model_file, register_fake_backends
+from tools_fakes import (CentreDetector, ConstantRegressor, LayoutKeypoints, make_model_file, register_fake_backends,
+                         sigint_default)
 
 WAIT = 60.0
 
@@ -290,7 +291,8 @@ def test_soak_interrupted_by_ctrl_c_exits_cleanly(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, str(script), "soak", "--seconds", "600", "--faces", "1", "--width", "320", "--height",
          "240", "--no-sweep", "--detector", "centre", "--keypoints", "layout", "--model", str(weights),
-         "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(tmp_path))
+         "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(tmp_path),
+        preexec_fn=sigint_default)
     try:
         seen = ""
         while "soak 1 face(s)" not in seen:  # the progress bar (stderr) says the phase has started

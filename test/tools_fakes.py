@@ -6,6 +6,7 @@ HeadPoseEstimator pipeline runs around them.
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -104,3 +105,10 @@ def register_fake_backends(monkeypatch) -> None:
     monkeypatch.setitem(DETECTORS._entries, "centre", "tools_fakes:CentreDetector")
     monkeypatch.setitem(DETECTORS._entries, "bright", "tools_fakes:BrightBlobDetector")
     monkeypatch.setitem(KEYPOINT_SOURCES._entries, "layout", "tools_fakes:LayoutKeypoints")
+
+
+def sigint_default() -> None:
+    """``preexec_fn`` of a child that a test interrupts with SIGINT: SIGINT back to its default there, so that
+    Python installs its handler even when the suite runs where SIGINT is ignored (a background job of a shell
+    without job control, ``nohup``)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
