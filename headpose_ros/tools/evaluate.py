@@ -256,16 +256,16 @@ def write_per_sample(path: str, runs: Sequence[tuple[float, Sequence[Prediction]
 
 
 def parse_part(text: Optional[str]) -> Optional[tuple[int, int]]:
-    """``"I/N"`` -> (I, N) with 1 <= I <= N; None for None. Raises ValueError otherwise."""
+    """``"I/N"`` -> (I, N) with 1 <= I <= N; None for None. Raises ConfigError (a ValueError) otherwise."""
     if text is None:
         return None
     index, sep, count = str(text).partition("/")
     try:
         i, n = int(index), int(count)
     except ValueError:
-        raise ValueError(f"--part takes I/N (e.g. 1/2), not {text!r}") from None
+        raise ConfigError(f"--part takes I/N (e.g. 1/2), not {text!r}") from None
     if not sep or n < 1 or not 1 <= i <= n:
-        raise ValueError(f"--part takes I/N with 1 <= I <= N, not {text!r}")
+        raise ConfigError(f"--part takes I/N with 1 <= I <= N, not {text!r}")
     return i, n
 
 
@@ -282,10 +282,7 @@ def part_mask(count: int, part: Optional[tuple[int, int]]) -> np.ndarray:
 
 def run(args: argparse.Namespace) -> int:
     """The ``eval`` command."""
-    try:
-        part = parse_part(getattr(args, "part", None))
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    part = parse_part(getattr(args, "part", None))
     turned = bool(getattr(args, "turn", None))
     turns = [float(t) for t in args.turn] if turned else [0.0]
     if args.format == "openpose-npz" and turns != [0.0]:

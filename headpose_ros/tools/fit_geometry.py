@@ -133,10 +133,7 @@ def run(args: argparse.Namespace) -> int:
         unknown = set(chosen) - {"part", "sequences"}
         if unknown:
             raise ConfigError(f"--data {spec}: unknown selection {sorted(unknown)}; use part=I/N or sequences=SS")
-        try:
-            part = parse_part(chosen.get("part"))
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+        part = parse_part(chosen.get("part"))
         sequences = chosen.get("sequences", args.sequences if fmt.startswith("biwi") else None)
         a, b = collect(fmt, path, args.limit, sequences.split(",") if sequences else None, args, part)
         xy.append(a)
