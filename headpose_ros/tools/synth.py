@@ -114,8 +114,10 @@ def generate(n: int, seed: int, profile: SourceProfile, tilt_deg: float = 0.0) -
         shown[:, 0] = np.where(over > 0, np.sign(ypr[:, 0]) * (knee + soft * (1 - np.exp(-over / soft))), ypr[:, 0])
     if tilt_deg > 0.0:
         tilt = np.random.default_rng([seed, 1]).uniform(-tilt_deg, tilt_deg, n) * tilt_share(ypr[:, 0])
+        from .datasets import within_range
+
         tilted = geometry.compose_line_of_sight_roll(ypr, tilt)
-        keep = np.all(np.abs(tilted) <= 99.0, axis=1)
+        keep = within_range(tilted)
         ypr = np.where(keep[:, None], tilted, ypr)
         shown = np.where(keep[:, None], geometry.compose_line_of_sight_roll(shown, tilt), shown)
     # Cameras: distance, off-axis direction, focal length; the head turns with its line of sight.
