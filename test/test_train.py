@@ -110,17 +110,36 @@ def test_train_tilt_reaches_the_generator_and_the_card(tmp_path: Path, monkeypat
     from headpose_ros.tools import train
 
     seen, real = [], train.generate
-    monkeypatch.setattr(train, "generate", lambda n, seed, profile, tilt_deg=0.0: seen.append(tilt_deg) or real(
-        n, seed, profile, tilt_deg=tilt_deg))
+    monkeypatch.setattr(train, "generate", lambda n, seed, profile, **kw: seen.append(kw) or real(
+        n, seed, profile, **kw))
     assert cli.main(["train", "--name", "t", "--out", str(tmp_path), "--synthetic", "64", "--epochs", "1",
-                     "--batch-size", "32", "--tilt", "20"]) == 0
-    assert seen == [20.0]
+                     "--batch-size", "32", "--tilt", "20", "--level", "15"]) == 0
+    assert seen == [{"tilt_deg": 20.0, "level_deg": 15.0}]
     data = json.loads(card_path(tmp_path / "t.weights.h5").read_text())["training"]["data"]
-    assert data == ["synthetic:64 (face_mesh profile, tilt +-20 deg x (1 - cos yaw), seed 0)"]
+    assert data == ["synthetic:64 (face_mesh profile, tilt +-20 deg x (1 - cos yaw), levelled beyond 15 deg, seed 0)"]
+
+
+def test_level_draws_the_heads_as_the_face_mesh_source_levels_them_and_turns_the_labels_with_them() -> None:
+    """``level_deg``: the same heads, their keypoints what ``levelled_heatmaps`` draws at inference (same
+    heatmaps), their labels the pose the levelled frame shows: turned back as the pipeline turns it, the
+    camera's pose."""
+    from headpose_ros.estimator.keypoints.face_mesh import levelled_heatmaps
+
+    plain, level = generate(600, 5, PROFILES["face_mesh"]), generate(600, 5, PROFILES["face_mesh"], level_deg=15.0)
+    maps, frames = levelled_heatmaps(plain.xy, plain.confidence, 0.3, 15.0)
+    np.testing.assert_allclose(level.heatmaps(np.arange(600), 0.3), maps, atol=1e-6)
+    back = geometry.compose_line_of_sight_roll(level.ypr, -geometry.heatmap_frame_rotation_deg(frames))
+    np.testing.assert_allclose(geometry.rotation_errors_deg(back, plain.ypr), 0.0, atol=1e-4)
+    tilt = np.degrees(np.abs(geometry.eye_angle(level.xy[:, 1], level.xy[:, 2])))
+    before = np.degrees(np.abs(geometry.eye_angle(plain.xy[:, 1], plain.xy[:, 2])))
+    assert tilt.max() < 15.0 + 1e-6 and (before > 30).mean() > 0.2  # generated heads tilt; levelled ones do not
+    untouched = before <= 15.0
+    np.testing.assert_allclose(level.xy[untouched], plain.xy[untouched], atol=1e-9)
+    np.testing.assert_allclose(level.ypr[untouched], plain.ypr[untouched], atol=1e-9)
 
 
 @pytest.mark.parametrize("bad", [["--synthetic", "0"], ["--pitch-gain", "0.9", "0.5"], ["--pitch-gain", "0", "1"],
-                                 ["--tilt", "-5"], ["--tilt", "120"]])
+                                 ["--tilt", "-5"], ["--tilt", "120"], ["--level", "-1"], ["--level", "91"]])
 def test_train_refuses_nothing_to_train_on_and_bad_pitch_gains(tmp_path: Path, bad: list[str]) -> None:
     with pytest.raises(SystemExit):
         cli.main(["train", "--out", str(tmp_path), *bad])

@@ -89,14 +89,20 @@ def tilt_share(yaw_deg: np.ndarray) -> np.ndarray:
     return 1.0 - np.cos(np.radians(np.asarray(yaw_deg, dtype=np.float64)))
 
 
-def generate(n: int, seed: int, profile: SourceProfile, tilt_deg: float = 0.0) -> SyntheticSet:
+def generate(n: int, seed: int, profile: SourceProfile, tilt_deg: float = 0.0,
+             level_deg: "float | None" = None) -> SyntheticSet:
     """``n`` samples drawn with ``numpy.random.default_rng(seed)``: the same arguments give the same set.
 
     ``tilt_deg`` > 0 turns each head further about its line of sight (an in-plane tilt of the face in the image,
     clockwise), by up to ``tilt_deg`` times :func:`tilt_share` of its yaw, drawn uniformly from a second stream
     seeded ``[seed, 1]`` (0 where the turned pose would leave the benchmarks' +-99 deg). The tilt is shown as it is
     (an image rotation: a keypoint source follows it whole); the rest of the pose gets the source's pitch gain and
-    yaw saturation. Off by default (the shipped model); tried in docs/accuracy.md.
+    yaw saturation. Off by default (the shipped models); tried in docs/accuracy.md.
+
+    ``level_deg`` levels each head's keypoints as the ``face_mesh`` source levels them at inference with
+    ``level_beyond_deg`` = ``level_deg`` (:func:`~headpose_ros.estimator.keypoints.face_mesh.levelled`), and
+    turns the label with them, so that the model learns the heatmaps that source shows and the pose their
+    frame shows (the pipeline turns it back). None: keypoints as the camera sees them.
     """
     rng = np.random.default_rng(seed)
     ypr = rng.uniform(-1.0, 1.0, (n, 3)) * np.array(POSE_RANGE_DEG)
@@ -140,6 +146,11 @@ def generate(n: int, seed: int, profile: SourceProfile, tilt_deg: float = 0.0) -
         facing = -np.einsum("nki,nki->nk", np.einsum("nij,kj->nki", rot, NORMALS), view)
         conf *= _sigmoid((facing + 0.3) / 0.08)  # an ear seen edge-on (frontal face) is still found
         conf[conf < 0.15] = 0.0
+    if level_deg is not None:
+        from ..estimator.keypoints.face_mesh import levelled
+
+        xy, turn, _ = levelled(xy, level_deg)
+        ypr = geometry.compose_line_of_sight_roll(ypr, -np.degrees(turn))
     return SyntheticSet(xy=xy, confidence=conf, ypr=ypr)
 
 

@@ -170,6 +170,10 @@ def register(sub: "argparse._SubParsersAction") -> None:
                    help="turn each synthetic head about its line of sight by up to +-DEG degrees times 1 - cos(yaw), "
                         "so that turned faces tilt in the image as frontal ones do by their roll (default 0: poses "
                         "drawn in yaw, pitch and roll alone)")
+    p.add_argument("--level", type=float, default=None, metavar="DEG",
+                   help="level the synthetic keypoints (and turn the labels with them) as the face_mesh source "
+                        "does with level_beyond_deg DEG: the `turned` model (default: keypoints as the camera sees "
+                        "them)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
 
@@ -189,9 +193,12 @@ def run(args: argparse.Namespace) -> int:
             profile = dataclasses.replace(profile, pitch_gain=(lo, hi))
         if not 0.0 <= args.tilt <= 90.0:
             raise SystemExit(f"train: --tilt needs 0 <= DEG <= 90, not {args.tilt}")
-        parts.append(generate(args.synthetic, args.seed, profile, tilt_deg=args.tilt))
+        if args.level is not None and not 0.0 <= args.level <= 90.0:
+            raise SystemExit(f"train: --level needs 0 <= DEG <= 90, not {args.level}")
+        parts.append(generate(args.synthetic, args.seed, profile, tilt_deg=args.tilt, level_deg=args.level))
         gain = "" if args.pitch_gain is None else f", pitch gain {profile.pitch_gain[0]:g}-{profile.pitch_gain[1]:g}"
         gain += f", tilt +-{args.tilt:g} deg x (1 - cos yaw)" if args.tilt else ""
+        gain += f", levelled beyond {args.level:g} deg" if args.level is not None else ""
         sources.append(f"synthetic:{args.synthetic} ({args.keypoints} profile{gain}, seed {args.seed})")
     train_seq, val_seq = _parse_sequences(args.sequences), _parse_sequences(args.val_sequences)
     val_parts = []

@@ -87,10 +87,9 @@ def bundled_model_path() -> Path:
     return path
 
 
-def levelled_heatmaps(xy: np.ndarray, conf: np.ndarray, threshold: float,
-                      beyond_deg: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """Heatmaps (N, 96, 96, 5) of keypoints (N, 5, 2) turned about their mean to level the eye line, and the
-    frames (N, 2, 3) from image pixels to heatmap pixels they are drawn in (rotation included).
+def levelled(xy: np.ndarray, beyond_deg: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Keypoints (N, 5, 2) turned about their mean toward a level eye line: the turned keypoints, the turn
+    (N,) radians (clockwise on screen, the eye line's tilt that was taken out) and the (N, 2, 2) rotation applied.
 
     An eye line tilted by up to ``beyond_deg`` is left as it is, one tilted by twice that or more is levelled,
     and in between the turn grows linearly (no jump in the pose as a head rolls through). 0: level every face.
@@ -101,7 +100,16 @@ def levelled_heatmaps(xy: np.ndarray, conf: np.ndarray, threshold: float,
     c, s = np.cos(-angle), np.sin(-angle)
     rot = np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)  # (N, 2, 2): turns by -angle
     centre = xy.mean(axis=1)
-    level = np.einsum("nab,nkb->nka", rot, xy - centre[:, None]) + centre[:, None]
+    return np.einsum("nab,nkb->nka", rot, xy - centre[:, None]) + centre[:, None], angle, rot
+
+
+def levelled_heatmaps(xy: np.ndarray, conf: np.ndarray, threshold: float,
+                      beyond_deg: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Heatmaps (N, 96, 96, 5) of keypoints (N, 5, 2) turned about their mean to level the eye line
+    (:func:`levelled`), and the frames (N, 2, 3) from image pixels to heatmap pixels they are drawn in (rotation
+    included)."""
+    level, _, rot = levelled(xy, beyond_deg)
+    centre = xy.mean(axis=1)
     maps, frames = keypoints_to_heatmaps(level, conf, threshold)
     linear = np.einsum("nab,nbc->nac", frames[:, :, :2], rot)
     offset = np.einsum("nab,nb->na", frames[:, :, :2], centre - np.einsum("nab,nb->na", rot, centre)) + frames[:, :, 2]
