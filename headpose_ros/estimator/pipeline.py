@@ -86,13 +86,16 @@ class HeadPoseEstimator:
                 f"but keypoint source {self.config.keypoints!r} makes {kind!r} heatmaps; pick a matching model")
 
     def describe(self) -> dict[str, str]:
-        """Backends, model file and device in use, for logs and diagnostics."""
+        """Backends, model file, device and the turned-face companion's file ("none") in use, for logs
+        and diagnostics."""
+        turned = getattr(self.regressor, "turned", None)
         return {
             "detector": self.config.detector,
             "keypoints": self.config.keypoints,
             "model": str(self.regressor.weights_path),
             "device": self.regressor.device,
             "runtime": getattr(self.regressor, "runtime", "keras"),
+            "turned_model": str(turned.weights_path) if turned is not None else "none",
         }
 
     def _select(self, boxes: list[FaceBox], width: int, height: int) -> list[FaceBox]:

@@ -17,6 +17,12 @@ runs a TFLite export on the CPU when it is beside the weights and matches them, 
 (always Keras with ``device: gpu``, or on ``auto`` when TensorFlow sees a GPU); a path or name ending in
 ``.tflite`` forces that TFLite file (``default.tflite``: the float export, within 0.01 deg of Keras), one ending
 in ``.weights.h5`` forces Keras.
+
+Turned faces: a card may name a companion model for faces turned away from the camera, ``"turned": {"model":
+NAME, "blend_yaw_deg": [LO, HI]}`` (the ``default`` card names ``turned``, trained on keypoints levelled as the
+face mesh source levels them: docs/accuracy.md). Faces that the model reads within LO degrees of yaw keep its
+angles; beyond, the companion also runs on them and its angles are blended in by a weight that grows linearly
+from 0 at LO to 1 from HI (no jump in the pose as a head turns). Both run on the same device and runtime rules.
 """
 
 from __future__ import annotations
@@ -228,10 +234,20 @@ def select_device(device: str) -> str:
     return "/GPU:0" if gpus else "/CPU:0"
 
 
-class HeadPoseRegressor:
-    """Loads a model and maps heatmap batches to angles, through TFLite or one compiled Keras ``tf.function``."""
+def turned_weights(yaw_deg: np.ndarray, blend_yaw_deg: tuple[float, float]) -> np.ndarray:
+    """Weight (N,) in [0, 1] of the turned-face companion's angles for faces read at ``yaw_deg`` (N,) degrees:
+    0 within ``blend_yaw_deg[0]`` of yaw, 1 from ``blend_yaw_deg[1]``, linear in between."""
+    lo, hi = blend_yaw_deg
+    yaw = np.abs(np.asarray(yaw_deg, dtype=np.float64))
+    return np.clip((yaw - lo) / (hi - lo), 0.0, 1.0) if hi > lo else (yaw >= hi).astype(np.float64)
 
-    def __init__(self, model: str = "default", device: str = "auto", num_threads: int = 1):
+
+class HeadPoseRegressor:
+    """Loads a model and maps heatmap batches to angles, through TFLite or one compiled Keras ``tf.function``;
+    with the turned-face companion that its card names (see the module's docstring) unless ``companion`` is
+    False."""
+
+    def __init__(self, model: str = "default", device: str = "auto", num_threads: int = 1, companion: bool = True):
         self.weights_path = resolve_model_path(model)
         if not self.weights_path.is_file():
             raise ModelFileError(f"weights file {self.weights_path} does not exist")
@@ -255,6 +271,24 @@ class HeadPoseRegressor:
                               int8=model.endswith(".int8.tflite") or (not model.endswith(".tflite") and int8_pays()))
         if self.runtime == "keras":
             self._load_keras()
+        self.turned: Optional[HeadPoseRegressor] = None
+        self.blend_yaw_deg = (0.0, 0.0)
+        spec = self.card.extra.get("turned") if companion else None
+        if spec:
+            try:
+                lo, hi = (float(v) for v in spec["blend_yaw_deg"])
+                name = str(spec["model"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ModelFileError(f"model card {card_path(self.weights_path).name}: bad 'turned' entry "
+                                     f"{spec!r} ({exc!r})") from None
+            if not 0.0 <= lo <= hi <= 180.0:
+                raise ModelFileError(f"model card {card_path(self.weights_path).name}: blend_yaw_deg needs "
+                                     f"0 <= LO <= HI <= 180, not {[lo, hi]}")
+            self.turned = HeadPoseRegressor(name, device, num_threads, companion=False)
+            if self.turned.heatmap_kind != self.heatmap_kind:
+                raise ModelFileError(f"turned-face model {name} reads {self.turned.heatmap_kind!r} heatmaps, "
+                                     f"{self.weights_path.name} {self.heatmap_kind!r}")
+            self.blend_yaw_deg = (lo, hi)
         self.predict(np.zeros((1, HEATMAP_SIZE, HEATMAP_SIZE, NUM_KEYPOINTS), np.float32))  # trace / allocate now
 
     def _load_tflite(self, forced: bool, weights_sha: Optional[str], int8: bool) -> None:
@@ -312,13 +346,26 @@ class HeadPoseRegressor:
         return self.card.heatmap_kind
 
     def predict(self, heatmaps: np.ndarray) -> np.ndarray:
-        """Angles (N, 3) in degrees (yaw, pitch, roll) for heatmaps (N, 96, 96, 5) in [0, 1]."""
+        """Angles (N, 3) in degrees (yaw, pitch, roll) for heatmaps (N, 96, 96, 5) in [0, 1]; turned faces
+        blended with the turned-face companion's angles where there is one."""
         batch = np.asarray(heatmaps, dtype=np.float32)
         if batch.ndim != 4 or batch.shape[1:] != (HEATMAP_SIZE, HEATMAP_SIZE, NUM_KEYPOINTS):
             expected = (HEATMAP_SIZE, HEATMAP_SIZE, NUM_KEYPOINTS)
             raise ValueError(f"heatmaps must be (N, {', '.join(map(str, expected))}), not {batch.shape}")
         if batch.shape[0] == 0:
             return np.zeros((0, 3))
+        angles = self._run(batch)
+        if self.turned is not None:
+            weight = turned_weights(angles[:, 0], self.blend_yaw_deg)
+            some = weight > 0.0
+            if np.any(some):
+                w = weight[some, None]
+                angles = angles.copy()
+                angles[some] = (1.0 - w) * angles[some] + w * self.turned.predict(batch[some])
+        return angles
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        """This model's own angles (N, 3) degrees for a valid, non-empty float32 batch."""
         if self._interp is not None:  # in chunks of at most TFLITE_MAX_BATCH faces: see there
             # Resizing the 8-bit (hybrid-kernel) interpreter more than once makes its destructor crash (TF 2.19):
             # it stays at batch 1 (chunks of one face never resize it) and runs the faces one by one.

@@ -1,0 +1,63 @@
+"""The turned-face companion: the ``default`` card names ``turned``, whose angles are blended in for faces that the
+default model reads beyond 20 deg of yaw (regressor.turned_weights)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from headpose_ros.estimator.errors import ModelFileError
+from headpose_ros.estimator.keypoints.face_mesh import levelled_heatmaps
+from headpose_ros.estimator.regressor import MODELS_DIR, HeadPoseRegressor, turned_weights
+from headpose_ros.tools.synth import PROFILES, generate
+
+
+@given(st.floats(-180, 180), st.floats(-180, 180), st.floats(0, 90), st.one_of(st.just(0.0), st.floats(1e-3, 90)))
+def test_turned_weight_ramps_from_lo_to_hi_in_either_direction(a: float, b: float, lo: float, width: float) -> None:
+    ramp = (lo, lo + width)
+    wa, wa_mirrored, wb = turned_weights(np.array([a, -a, b]), ramp)
+    assert 0.0 <= wa <= 1.0 and wa == wa_mirrored  # a head turned either way alike
+    if abs(a) <= lo and width > 0:
+        assert wa == 0.0
+    if abs(a) >= lo + width:
+        assert wa == 1.0
+    if abs(a) <= abs(b):
+        assert wa <= wb  # never less of the companion for a face read further turned
+
+
+def test_the_default_model_blends_its_turned_companion_into_turned_faces_only() -> None:
+    card = json.loads((MODELS_DIR / "default.json").read_text())
+    assert card["turned"] == {"model": "turned", "blend_yaw_deg": [20.0, 30.0]}
+    heads = generate(160, 11, PROFILES["face_mesh"])
+    maps, _ = levelled_heatmaps(heads.xy, heads.confidence, 0.3, 15.0)
+    alone = HeadPoseRegressor("default", "cpu", companion=False)
+    turned = HeadPoseRegressor("turned", "cpu")
+    both = HeadPoseRegressor("default", "cpu")
+    assert alone.turned is None and turned.turned is None and both.turned is not None
+    first, other, blended = alone.predict(maps), turned.predict(maps), both.predict(maps)
+    w = turned_weights(first[:, 0], (20.0, 30.0))
+    assert (w == 0).sum() > 20 and (w == 1).sum() > 20 and ((w > 0) & (w < 1)).sum() > 3  # every branch seen
+    np.testing.assert_allclose(blended, (1 - w[:, None]) * first + w[:, None] * other, atol=1e-4)
+    assert np.abs(other - first)[w == 1].max() > 1.0  # the companion is another model, so the test can fail
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"model": "no_such_model", "blend_yaw_deg": [20, 30]}, "does not exist"),
+    ({"model": "turned", "blend_yaw_deg": [30, 20]}, "blend_yaw_deg"),
+    ({"model": "turned"}, "bad 'turned' entry"),
+    ({"model": "openpose", "blend_yaw_deg": [20, 30]}, "heatmaps"),
+])
+def test_a_bad_turned_entry_in_a_card_is_refused_by_name(tmp_path: Path, entry: dict, message: str) -> None:
+    for suffix in (".weights.h5", ".tflite", ".int8.tflite"):
+        shutil.copy(MODELS_DIR / f"default{suffix}", tmp_path / f"m{suffix}")
+    card = json.loads((MODELS_DIR / "default.json").read_text())
+    card["turned"] = entry
+    (tmp_path / "m.json").write_text(json.dumps(card))
+    with pytest.raises(ModelFileError, match=message):
+        HeadPoseRegressor(str(tmp_path / "m.tflite"), "cpu")
