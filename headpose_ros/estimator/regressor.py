@@ -22,7 +22,8 @@ Turned faces: a card may name a companion model for faces turned away from the c
 NAME, "blend_yaw_deg": [LO, HI]}`` (the ``default`` card names ``turned``, trained on keypoints levelled as the
 face mesh source levels them: docs/accuracy.md). Faces that the model reads within LO degrees of yaw keep its
 angles; beyond, the companion also runs on them and its angles are blended in by a weight that grows linearly
-from 0 at LO to 1 from HI (no jump in the pose as a head turns). Both run on the same device and runtime rules.
+from 0 at LO to 1 from HI (no jump in the pose as a head turns). The companion is loaded by its name on the same
+device, so it follows the name rule above whatever file forced the first model's runtime.
 """
 
 from __future__ import annotations
