@@ -1,5 +1,6 @@
 """The turned-face companion: the ``default`` card names ``turned``, whose angles are blended in for faces that the
-default model reads beyond 20 deg of yaw (regressor.turned_weights)."""
+default model reads beyond 20 deg of yaw (regressor.turned_weights), and taken alone for faces whose heatmaps look
+turned beyond 45 deg (regressor.heatmap_apparent_yaws_deg)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from hypothesis import strategies as st
 
 from headpose_ros.estimator.errors import ModelFileError
 from headpose_ros.estimator.keypoints.face_mesh import levelled_heatmaps
-from headpose_ros.estimator.regressor import MODELS_DIR, HeadPoseRegressor, turned_weights
+from headpose_ros.estimator import geometry
+from headpose_ros.estimator.regressor import MODELS_DIR, HeadPoseRegressor, heatmap_apparent_yaws_deg, turned_weights
 from headpose_ros.tools.synth import PROFILES, generate
 
 
@@ -33,24 +35,40 @@ def test_turned_weight_ramps_from_lo_to_hi_in_either_direction(a: float, b: floa
 
 def test_the_default_model_blends_its_turned_companion_into_turned_faces_only() -> None:
     card = json.loads((MODELS_DIR / "default.json").read_text())
-    assert card["turned"] == {"model": "turned", "blend_yaw_deg": [20.0, 30.0]}
+    assert card["turned"] == {"model": "turned", "blend_yaw_deg": [20.0, 30.0], "alone_from_apparent_deg": 45.0}
     heads = generate(160, 11, PROFILES["face_mesh"])
     maps, _ = levelled_heatmaps(heads.xy, heads.confidence, 0.3, 15.0)
+    maps[0, :, :, 3] = 0.0  # a face without its right ear drawn: never read by the companion alone
     alone = HeadPoseRegressor("default", "cpu", companion=False)
     turned = HeadPoseRegressor("turned", "cpu")
     both = HeadPoseRegressor("default", "cpu")
     assert alone.turned is None and turned.turned is None and both.turned is not None
     first, other, blended = alone.predict(maps), turned.predict(maps), both.predict(maps)
-    w = turned_weights(first[:, 0], (20.0, 30.0))
+    looks = np.abs(heatmap_apparent_yaws_deg(maps))
+    assert np.isnan(looks[0]) and np.all(np.isfinite(looks[1:]))
+    skip = looks > 45.0
+    w = np.where(skip, 1.0, turned_weights(first[:, 0], (20.0, 30.0)))
     assert (w == 0).sum() > 20 and (w == 1).sum() > 20 and ((w > 0) & (w < 1)).sum() > 3  # every branch seen
+    assert skip.sum() > 10 and (~skip & (w == 1)).sum() > 10
     np.testing.assert_allclose(blended, (1 - w[:, None]) * first + w[:, None] * other, atol=1e-4)
     assert np.abs(other - first)[w == 1].max() > 1.0  # the companion is another model, so the test can fail
+
+
+def test_the_heatmaps_apparent_yaw_is_the_keypoints_in_the_heatmap_frame() -> None:
+    """Peaks on the 96-px grid: within a few degrees of the fit to the exact keypoints in the heatmap frame."""
+    heads = generate(300, 12, PROFILES["face_mesh"])
+    maps, frames = levelled_heatmaps(heads.xy, heads.confidence, 0.3, 15.0)
+    exact = np.einsum("nab,nkb->nka", frames[:, :, :2], heads.xy) + frames[:, None, :, 2]
+    diff = np.abs(heatmap_apparent_yaws_deg(maps) - geometry.apparent_yaws_deg(exact))
+    assert np.median(diff) < 1.5 and np.percentile(diff, 95) < 6.0
 
 
 @pytest.mark.parametrize("entry, message", [
     ({"model": "no_such_model", "blend_yaw_deg": [20, 30]}, "does not exist"),
     ({"model": "turned", "blend_yaw_deg": [30, 20]}, "blend_yaw_deg"),
     ({"model": "turned"}, "bad 'turned' entry"),
+    ({"model": "turned", "blend_yaw_deg": [20, 30], "alone_from_apparent_deg": -1}, "alone_from_apparent_deg"),
+    ({"model": "turned", "blend_yaw_deg": [20, 30], "alone_from_apparent_deg": "far"}, "bad 'turned' entry"),
     ({"model": "openpose", "blend_yaw_deg": [20, 30]}, "heatmaps"),
 ])
 def test_a_bad_turned_entry_in_a_card_is_refused_by_name(tmp_path: Path, entry: dict, message: str) -> None:

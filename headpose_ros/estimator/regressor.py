@@ -23,7 +23,10 @@ NAME, "blend_yaw_deg": [LO, HI]}`` (the ``default`` card names ``turned``, train
 face mesh source levels them: docs/accuracy.md). Faces that the model reads within LO degrees of yaw keep its
 angles; beyond, the companion also runs on them and its angles are blended in by a weight that grows linearly
 from 0 at LO to 1 from HI (no jump in the pose as a head turns). The companion is loaded by its name on the same
-device, so it follows the name rule above whatever file forced the first model's runtime.
+device, so it follows the name rule above whatever file forced the first model's runtime. An optional
+``"alone_from_apparent_deg": A`` lets faces whose heatmaps look turned beyond A degrees (the apparent yaw of their
+peaks, :func:`heatmap_apparent_yaws_deg`) skip the first model and take the companion's angles alone: the ``default``
+card sets 45, beyond which the default model read every development face beyond 30 deg (docs/speed.md).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +43,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .errors import BackendUnavailableError, ConfigError, ModelFileError
+from .geometry import apparent_yaws_deg
 from .tflite import load_interpreter
 from .types import HEATMAP_SIZE, NUM_KEYPOINTS
 
@@ -243,6 +248,17 @@ def turned_weights(yaw_deg: np.ndarray, blend_yaw_deg: tuple[float, float]) -> n
     return np.clip((yaw - lo) / (hi - lo), 0.0, 1.0) if hi > lo else (yaw >= hi).astype(np.float64)
 
 
+def heatmap_apparent_yaws_deg(heatmaps: np.ndarray, min_peak: float = 0.1) -> np.ndarray:
+    """The apparent yaw (N,) degrees of the five keypoints at the peaks of heatmaps (N, 96, 96, 5), in the heatmap
+    frame (:func:`~headpose_ros.estimator.geometry.apparent_yaws_deg`); NaN where a keypoint's peak is below
+    ``min_peak`` (a keypoint not drawn)."""
+    maps = np.asarray(heatmaps)
+    flat = maps.reshape(maps.shape[0], -1, NUM_KEYPOINTS)
+    rows, cols = np.divmod(flat.argmax(axis=1), HEATMAP_SIZE)  # (N, 5) each
+    yaw = apparent_yaws_deg(np.stack([cols, rows], axis=-1).astype(np.float64))
+    return np.where(np.all(flat.max(axis=1) >= min_peak, axis=1), yaw, np.nan)
+
+
 class HeadPoseRegressor:
     """Loads a model and maps heatmap batches to angles, through TFLite or one compiled Keras ``tf.function``;
     with the turned-face companion that its card names (see the module's docstring) unless ``companion`` is
@@ -273,15 +289,19 @@ class HeadPoseRegressor:
         if self.runtime == "keras":
             self._load_keras()
         self.turned: Optional[HeadPoseRegressor] = None
-        self.blend_yaw_deg = (0.0, 0.0)
+        self.blend_yaw_deg, self.alone_from_apparent_deg = (0.0, 0.0), math.inf
         spec = self.card.extra.get("turned") if companion else None
         if spec:
             try:
                 lo, hi = (float(v) for v in spec["blend_yaw_deg"])
                 name = str(spec["model"])
-            except (KeyError, TypeError, ValueError) as exc:
+                alone = float(spec.get("alone_from_apparent_deg", math.inf))
+            except (AttributeError, KeyError, TypeError, ValueError) as exc:
                 raise ModelFileError(f"model card {card_path(self.weights_path).name}: bad 'turned' entry "
                                      f"{spec!r} ({exc!r})") from None
+            if not 0.0 <= alone:
+                raise ModelFileError(f"model card {card_path(self.weights_path).name}: alone_from_apparent_deg "
+                                     f"must be >= 0, not {alone}")
             if not 0.0 <= lo <= hi <= 180.0:
                 raise ModelFileError(f"model card {card_path(self.weights_path).name}: blend_yaw_deg needs "
                                      f"0 <= LO <= HI <= 180, not {[lo, hi]}")
@@ -289,7 +309,7 @@ class HeadPoseRegressor:
             if self.turned.heatmap_kind != self.heatmap_kind:
                 raise ModelFileError(f"turned-face model {name} reads {self.turned.heatmap_kind!r} heatmaps, "
                                      f"{self.weights_path.name} {self.heatmap_kind!r}")
-            self.blend_yaw_deg = (lo, hi)
+            self.blend_yaw_deg, self.alone_from_apparent_deg = (lo, hi), alone
         self.predict(np.zeros((1, HEATMAP_SIZE, HEATMAP_SIZE, NUM_KEYPOINTS), np.float32))  # trace / allocate now
 
     def _load_tflite(self, forced: bool, weights_sha: Optional[str], int8: bool) -> None:
@@ -355,14 +375,18 @@ class HeadPoseRegressor:
             raise ValueError(f"heatmaps must be (N, {', '.join(map(str, expected))}), not {batch.shape}")
         if batch.shape[0] == 0:
             return np.zeros((0, 3))
-        angles = self._run(batch)
-        if self.turned is not None:
-            weight = turned_weights(angles[:, 0], self.blend_yaw_deg)
-            some = weight > 0.0
-            if np.any(some):
-                w = weight[some, None]
-                angles = angles.copy()
-                angles[some] = (1.0 - w) * angles[some] + w * self.turned.predict(batch[some])
+        if self.turned is None:
+            return self._run(batch)
+        with np.errstate(invalid="ignore"):  # NaN: a keypoint not drawn, never alone
+            alone = np.abs(heatmap_apparent_yaws_deg(batch)) > self.alone_from_apparent_deg
+        angles = np.zeros((batch.shape[0], 3))
+        if not np.all(alone):
+            angles[~alone] = self._run(batch[~alone])
+        weight = np.where(alone, 1.0, turned_weights(angles[:, 0], self.blend_yaw_deg))
+        some = weight > 0.0
+        if np.any(some):
+            w = weight[some, None]
+            angles[some] = (1.0 - w) * angles[some] + w * self.turned.predict(batch[some])
         return angles
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
