@@ -26,7 +26,7 @@ from 0 at LO to 1 from HI (no jump in the pose as a head turns). The companion i
 device, so it follows the name rule above whatever file forced the first model's runtime. An optional
 ``"alone_from_apparent_deg": A`` lets faces whose heatmaps look turned beyond A degrees (the apparent yaw of their
 peaks, :func:`heatmap_apparent_yaws_deg`) skip the first model and take the companion's angles alone: the ``default``
-card sets 45, beyond which the default model read every development face beyond 30 deg (docs/speed.md).
+card sets 45, beyond which the default model read every development face beyond 30 deg (docs/accuracy.md).
 """
 
 from __future__ import annotations
