@@ -10,6 +10,7 @@ from headpose_ros.estimator.errors import ModelFileError
 from headpose_ros.estimator.heatmaps import keypoints_to_heatmaps
 from headpose_ros.estimator.regressor import MODELS_DIR, HeadPoseRegressor, int8_pays
 from headpose_ros.tools.synth import PROFILES, generate
+from tools_fakes import copy_default_model
 
 
 def _heatmaps(n: int = 64) -> np.ndarray:
@@ -48,20 +49,10 @@ def test_tflite_path_forces_tflite_and_h5_path_forces_keras():
     assert HeadPoseRegressor(str(MODELS_DIR / "default.weights.h5"), "cpu").runtime == "keras"
 
 
-def _copy_model(tmp_path):
-    for suffix in (".weights.h5", ".json", ".tflite", ".int8.tflite"):
-        shutil.copy(MODELS_DIR / f"default{suffix}", tmp_path / f"m{suffix}")
-    card = json.loads((tmp_path / "m.json").read_text())
-    card["tflite"]["file"], card["tflite_int8"]["file"] = "m.tflite", "m.int8.tflite"
-    card.pop("turned", None)  # the turned-face companion is named among the shipped models (test_turned.py)
-    (tmp_path / "m.json").write_text(json.dumps(card))
-    return tmp_path
-
-
 def test_a_corrupted_export_is_refused_when_forced_and_skipped_otherwise(tmp_path, monkeypatch):
     from headpose_ros.estimator import regressor
 
-    folder = _copy_model(tmp_path)
+    folder = copy_default_model(tmp_path)
     for name in ("m.tflite", "m.int8.tflite"):
         data = bytearray((folder / name).read_bytes())
         data[len(data) // 2] ^= 0xFF
@@ -75,7 +66,7 @@ def test_a_corrupted_export_is_refused_when_forced_and_skipped_otherwise(tmp_pat
 def test_an_export_of_other_weights_is_not_used(tmp_path, monkeypatch):
     from headpose_ros.estimator import regressor
 
-    folder = _copy_model(tmp_path)
+    folder = copy_default_model(tmp_path)
     shutil.copy(MODELS_DIR / "openpose.tflite", folder / "m.tflite")  # a valid TFLite file, but of the openpose weights
     monkeypatch.setattr(regressor, "MODELS_DIR", folder)
     card = json.loads((folder / "m.json").read_text())

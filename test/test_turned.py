@@ -5,7 +5,6 @@ turned beyond 45 deg (regressor.heatmap_apparent_yaws_deg)."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from headpose_ros.estimator.keypoints.face_mesh import levelled_heatmaps
 from headpose_ros.estimator import geometry
 from headpose_ros.estimator.regressor import MODELS_DIR, HeadPoseRegressor, heatmap_apparent_yaws_deg, turned_weights
 from headpose_ros.tools.synth import PROFILES, generate
+from tools_fakes import copy_default_model
 
 
 @given(st.floats(-180, 180), st.floats(-180, 180), st.floats(0, 90), st.one_of(st.just(0.0), st.floats(1e-3, 90)))
@@ -72,10 +72,6 @@ def test_the_heatmaps_apparent_yaw_is_the_keypoints_in_the_heatmap_frame() -> No
     ({"model": "openpose", "blend_yaw_deg": [20, 30]}, "heatmaps"),
 ])
 def test_a_bad_turned_entry_in_a_card_is_refused_by_name(tmp_path: Path, entry: dict, message: str) -> None:
-    for suffix in (".weights.h5", ".tflite", ".int8.tflite"):
-        shutil.copy(MODELS_DIR / f"default{suffix}", tmp_path / f"m{suffix}")
-    card = json.loads((MODELS_DIR / "default.json").read_text())
-    card["turned"] = entry
-    (tmp_path / "m.json").write_text(json.dumps(card))
+    copy_default_model(tmp_path, turned=entry)
     with pytest.raises(ModelFileError, match=message):
         HeadPoseRegressor(str(tmp_path / "m.tflite"), "cpu")

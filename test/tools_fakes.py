@@ -97,6 +97,26 @@ def make_model_file(folder: Path, name: str = "tiny", heatmap_kind: str = "rende
     return weights
 
 
+def copy_default_model(folder: Path, turned: Optional[dict] = None) -> Path:
+    """The shipped ``default`` model copied into ``folder`` as ``m`` (weights, card, both exports), its card
+    naming the copies and, as its turned-face companion, ``turned`` (None: no companion; a companion is named
+    among the shipped models); ``folder``."""
+    import json
+    import shutil
+
+    from headpose_ros.estimator.regressor import MODELS_DIR
+
+    for suffix in (".weights.h5", ".json", ".tflite", ".int8.tflite"):
+        shutil.copy(MODELS_DIR / f"default{suffix}", folder / f"m{suffix}")
+    card = json.loads((folder / "m.json").read_text())
+    card["tflite"]["file"], card["tflite_int8"]["file"] = "m.tflite", "m.int8.tflite"
+    card.pop("turned", None)
+    if turned is not None:
+        card["turned"] = turned
+    (folder / "m.json").write_text(json.dumps(card))
+    return folder
+
+
 def register_fake_backends(monkeypatch) -> None:
     """Make the fakes selectable by name (``--detector centre``, ``--keypoints layout``) for CLI tests."""
     from headpose_ros.estimator.detectors import DETECTORS
