@@ -1,6 +1,7 @@
-"""The turned-face companion: the ``default`` card names ``turned``, whose angles are blended in for faces that the
-default model reads beyond 20 deg of yaw (regressor.turned_weights), and taken alone for faces whose heatmaps look
-turned beyond 45 deg (regressor.heatmap_apparent_yaws_deg)."""
+"""The turned-face companion: the ``default`` card names ``turned``, whose angles are blended in for faces whose
+heatmaps look turned beyond 27 deg of yaw (regressor.turned_weights of regressor.heatmap_apparent_yaws_deg), and
+for faces with a keypoint not drawn beyond 20 deg of the default model's own reading; each model runs only on the
+faces whose angles need it."""
 
 from __future__ import annotations
 
@@ -35,23 +36,38 @@ def test_turned_weight_ramps_from_lo_to_hi_in_either_direction(a: float, b: floa
 
 def test_the_default_model_blends_its_turned_companion_into_turned_faces_only() -> None:
     card = json.loads((MODELS_DIR / "default.json").read_text())
-    assert card["turned"] == {"model": "turned", "blend_yaw_deg": [20.0, 30.0], "alone_from_apparent_deg": 45.0}
+    assert card["turned"] == {"model": "turned", "blend_yaw_deg": [20.0, 30.0], "blend_apparent_deg": [27.0, 37.0]}
     heads = generate(160, 11, PROFILES["face_mesh"])
     maps, _ = levelled_heatmaps(heads.xy, heads.confidence, 0.3, 15.0)
-    maps[0, :, :, 3] = 0.0  # a face without its right ear drawn: never read by the companion alone
+    undrawn = np.flatnonzero(np.abs(heads.ypr[:, 0]) > 50)[:2].tolist() + np.flatnonzero(
+        np.abs(heads.ypr[:, 0]) < 10)[:2].tolist()
+    maps[undrawn, :, :, 3] = 0.0  # faces without their right ear drawn: weighed by the default's own reading
     alone = HeadPoseRegressor("default", "cpu", companion=False)
     turned = HeadPoseRegressor("turned", "cpu")
     both = HeadPoseRegressor("default", "cpu")
     assert alone.turned is None and turned.turned is None and both.turned is not None
-    first, other, blended = alone.predict(maps), turned.predict(maps), both.predict(maps)
+    first, other = alone.predict(maps), turned.predict(maps)
+    ran: dict[str, int] = {"default": 0, "turned": 0}
+
+    def counted(name: str, run):
+        def wrapper(batch: np.ndarray) -> np.ndarray:
+            ran[name] += batch.shape[0]
+            return run(batch)
+        return wrapper
+
+    both._run, both.turned._run = counted("default", both._run), counted("turned", both.turned._run)
+    blended = both.predict(maps)
     looks = np.abs(heatmap_apparent_yaws_deg(maps))
-    assert np.isnan(looks[0]) and np.all(np.isfinite(looks[1:]))
-    skip = looks > 45.0
-    w = np.where(skip, 1.0, turned_weights(first[:, 0], (20.0, 30.0)))
+    known = np.isfinite(looks)
+    assert np.flatnonzero(~known).tolist() == sorted(undrawn)
+    w = np.where(known, turned_weights(np.nan_to_num(looks), (27.0, 37.0)), turned_weights(first[:, 0], (20.0, 30.0)))
+    assert set(w[~known]) == {0.0, 1.0}  # the fallback seen both ways
     assert (w == 0).sum() > 20 and (w == 1).sum() > 20 and ((w > 0) & (w < 1)).sum() > 3  # every branch seen
-    assert skip.sum() > 10 and (~skip & (w == 1)).sum() > 10
     np.testing.assert_allclose(blended, (1 - w[:, None]) * first + w[:, None] * other, atol=1e-4)
     assert np.abs(other - first)[w == 1].max() > 1.0  # the companion is another model, so the test can fail
+    # Each model ran on the faces that need it and no others: the default not on faces turned past the ramp.
+    assert ran == {"default": int((~known | (w < 1)).sum()), "turned": int((w > 0).sum())}
+    assert (known & (w == 1)).sum() > 10  # faces that ran the companion alone
 
 
 def test_the_heatmaps_apparent_yaw_is_the_keypoints_in_the_heatmap_frame() -> None:
@@ -67,8 +83,9 @@ def test_the_heatmaps_apparent_yaw_is_the_keypoints_in_the_heatmap_frame() -> No
     ({"model": "no_such_model", "blend_yaw_deg": [20, 30]}, "does not exist"),
     ({"model": "turned", "blend_yaw_deg": [30, 20]}, "blend_yaw_deg"),
     ({"model": "turned"}, "bad 'turned' entry"),
-    ({"model": "turned", "blend_yaw_deg": [20, 30], "alone_from_apparent_deg": -1}, "alone_from_apparent_deg"),
-    ({"model": "turned", "blend_yaw_deg": [20, 30], "alone_from_apparent_deg": "far"}, "bad 'turned' entry"),
+    ({"model": "turned", "blend_yaw_deg": [20, 30], "blend_apparent_deg": [37, 27]}, "blend_apparent_deg"),
+    ({"model": "turned", "blend_yaw_deg": [20, 30], "blend_apparent_deg": [27]}, "blend_apparent_deg"),
+    ({"model": "turned", "blend_yaw_deg": [20, 30], "blend_apparent_deg": "far"}, "bad 'turned' entry"),
     ({"model": "openpose", "blend_yaw_deg": [20, 30]}, "heatmaps"),
 ])
 def test_a_bad_turned_entry_in_a_card_is_refused_by_name(tmp_path: Path, entry: dict, message: str) -> None:

@@ -23,10 +23,11 @@ NAME, "blend_yaw_deg": [LO, HI]}`` (the ``default`` card names ``turned``, train
 face mesh source levels them: docs/accuracy.md). Faces that the model reads within LO degrees of yaw keep its
 angles; beyond, the companion also runs on them and its angles are blended in by a weight that grows linearly
 from 0 at LO to 1 from HI (no jump in the pose as a head turns). The companion is loaded by its name on the same
-device, so it follows the name rule above whatever file forced the first model's runtime. An optional
-``"alone_from_apparent_deg": A`` lets faces whose heatmaps look turned beyond A degrees (the apparent yaw of their
-peaks, :func:`heatmap_apparent_yaws_deg`) skip the first model and take the companion's angles alone: the ``default``
-card sets 45, beyond which the default model read every development face beyond 30 deg (docs/accuracy.md).
+device, so it follows the name rule above whatever file forced the first model's runtime. With an optional
+``"blend_apparent_deg": [LO, HI]`` the weight follows the apparent yaw of the heatmaps' peaks instead
+(:func:`heatmap_apparent_yaws_deg`, known before any model runs), so that a face runs only the model it needs
+outside the ramp and both only within it; faces with a keypoint not drawn keep ``blend_yaw_deg``. The ``default``
+card sets [27, 37], about where the default model reads 20 and 30 deg (docs/accuracy.md).
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -289,27 +289,26 @@ class HeadPoseRegressor:
         if self.runtime == "keras":
             self._load_keras()
         self.turned: Optional[HeadPoseRegressor] = None
-        self.blend_yaw_deg, self.alone_from_apparent_deg = (0.0, 0.0), math.inf
+        self.blend_yaw_deg: tuple[float, float] = (0.0, 0.0)
+        self.blend_apparent_deg: Optional[tuple[float, float]] = None
         spec = self.card.extra.get("turned") if companion else None
         if spec:
+            card = card_path(self.weights_path).name
             try:
-                lo, hi = (float(v) for v in spec["blend_yaw_deg"])
                 name = str(spec["model"])
-                alone = float(spec.get("alone_from_apparent_deg", math.inf))
+                keys = ("blend_yaw_deg",) + (("blend_apparent_deg",) if "blend_apparent_deg" in spec else ())
+                ramps = {key: tuple(float(v) for v in spec[key]) for key in keys}
             except (AttributeError, KeyError, TypeError, ValueError) as exc:
-                raise ModelFileError(f"model card {card_path(self.weights_path).name}: bad 'turned' entry "
-                                     f"{spec!r} ({exc!r})") from None
-            if not 0.0 <= alone:
-                raise ModelFileError(f"model card {card_path(self.weights_path).name}: alone_from_apparent_deg "
-                                     f"must be >= 0, not {alone}")
-            if not 0.0 <= lo <= hi <= 180.0:
-                raise ModelFileError(f"model card {card_path(self.weights_path).name}: blend_yaw_deg needs "
-                                     f"0 <= LO <= HI <= 180, not {[lo, hi]}")
+                raise ModelFileError(f"model card {card}: bad 'turned' entry {spec!r} ({exc!r})") from None
+            for key, ramp in ramps.items():
+                if len(ramp) != 2 or not 0.0 <= ramp[0] <= ramp[1] <= 180.0:
+                    raise ModelFileError(f"model card {card}: {key} needs 0 <= LO <= HI <= 180, not {list(ramp)}")
             self.turned = HeadPoseRegressor(name, device, num_threads, companion=False)
             if self.turned.heatmap_kind != self.heatmap_kind:
                 raise ModelFileError(f"turned-face model {name} reads {self.turned.heatmap_kind!r} heatmaps, "
                                      f"{self.weights_path.name} {self.heatmap_kind!r}")
-            self.blend_yaw_deg, self.alone_from_apparent_deg = (lo, hi), alone
+            self.blend_yaw_deg = ramps["blend_yaw_deg"]
+            self.blend_apparent_deg = ramps.get("blend_apparent_deg")
         self.predict(np.zeros((1, HEATMAP_SIZE, HEATMAP_SIZE, NUM_KEYPOINTS), np.float32))  # trace / allocate now
 
     def _load_tflite(self, forced: bool, weights_sha: Optional[str], int8: bool) -> None:
@@ -377,12 +376,18 @@ class HeadPoseRegressor:
             return np.zeros((0, 3))
         if self.turned is None:
             return self._run(batch)
-        with np.errstate(invalid="ignore"):  # NaN: a keypoint not drawn, never alone
-            alone = np.abs(heatmap_apparent_yaws_deg(batch)) > self.alone_from_apparent_deg
-        angles = np.zeros((batch.shape[0], 3))
-        if not np.all(alone):
-            angles[~alone] = self._run(batch[~alone])
-        weight = np.where(alone, 1.0, turned_weights(angles[:, 0], self.blend_yaw_deg))
+        count = batch.shape[0]
+        weight = np.zeros(count)
+        known = np.zeros(count, bool)  # faces whose weight their heatmaps' apparent yaw gives
+        if self.blend_apparent_deg is not None:
+            apparent = heatmap_apparent_yaws_deg(batch)  # NaN: a keypoint not drawn
+            known = np.isfinite(apparent)
+            weight[known] = turned_weights(apparent[known], self.blend_apparent_deg)
+        angles = np.zeros((count, 3))
+        first = ~known | (weight < 1.0)  # faces that need this model's own angles
+        if np.any(first):
+            angles[first] = self._run(batch[first])
+        weight[~known] = turned_weights(angles[~known, 0], self.blend_yaw_deg)
         some = weight > 0.0
         if np.any(some):
             w = weight[some, None]
