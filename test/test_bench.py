@@ -53,7 +53,20 @@ def test_bench_command_with_stand_in_backends(tmp_path, monkeypatch, capsys):
     # the centre detector finds one face whatever the frame holds: the report says so
     assert out["faces_found"]["default"]["16"] == {"expected": 16, "min": 1, "median": 1.0, "max": 1}
     assert set(out["regress_ms_per_face"]["default"]) == {"1", "4", "16"}
+    assert set(out["regress_ms_by_apparent_yaw"]["default"]) == {"all"}  # a model without a companion
     assert out["peak_rss_mb"]["default"] > 0 and out["first_frame_ms"]["default"] > 0
     assert "cpu_count" in out["machine"] and "versions" in out["machine"]
     printed = capsys.readouterr().out
     assert "fewer faces found than placed" in printed and "[broken] not measured" in printed
+
+
+def test_regression_time_by_apparent_yaw_has_a_band_each_side_of_the_companions_ramp():
+    from headpose_ros.estimator.regressor import HeadPoseRegressor
+
+    regressor = HeadPoseRegressor("default", "cpu")
+    lo, hi = regressor.blend_apparent_deg
+    by_yaw = bench.regress_ms_by_apparent_yaw(regressor, 0.3, repeats=1, per_band=3)
+    assert list(by_yaw) == [f"0-{lo:g}", f"{lo:g}-{hi:g} (both models)", f"{hi:g}-180"]
+    assert all(ms > 0 for ms in by_yaw.values())
+    alone = bench.regress_ms_by_apparent_yaw(HeadPoseRegressor("default", "cpu", companion=False), 0.3, 1, 3)
+    assert list(alone) == ["all"]

@@ -16,6 +16,11 @@ Figures, per configuration:
   process after the estimator's modules, OpenCV and the TFLite interpreter's package (LiteRT, or TensorFlow
   without it) were imported (their import time is ``import_ms``);
 - ``regress_ms_per_face``: the regressor alone on batches of 1, 4 and 16 heatmaps, median ms / batch size;
+- ``regress_ms_by_apparent_yaw``: the regressor alone on one face at a time, median ms, by how turned the face's
+  heatmaps look (synthetic heads of :mod:`.synth`, drawn as the face_mesh source draws them), in bands below,
+  within and beyond the ramp over which the turned-face companion is blended in (within it both models run;
+  one band, ``all``, for a model without a companion or one blended by its own reading); rendered-heatmap models
+  only (the face's yaw sets the cost: the astronaut is frontal);
 - ``baseline``: the method of ROS4HRI's face node (``hri_face_detect``): MediaPipe FaceMesh
   (``mediapipe.solutions.face_mesh`` with ``refine_landmarks=True``, as the node sets it, ``max_num_faces`` = the
   faces placed) and a 6-point EPnP (``cv2.solvePnP``) of the pupils, ear points, nose tip and upper lip, in its
@@ -292,9 +297,45 @@ def bench_config(name: str, config: EstimatorConfig, frames: dict[int, list[np.n
                 estimator.regressor.predict(x)
                 times.append((time.perf_counter() - s) * 1000.0)
             out["regress_ms_per_face"][str(batch)] = round(float(np.median(times)) / batch, 3)
+        if estimator.regressor.heatmap_kind == "rendered":
+            out["regress_ms_by_apparent_yaw"] = regress_ms_by_apparent_yaw(
+                estimator.regressor, config.keypoint_threshold, max(1, repeats // 10))
     finally:
         estimator.close()
     out["peak_rss_mb"] = peak_rss_mb()
+    return out
+
+
+def regress_ms_by_apparent_yaw(regressor, threshold: float, repeats: int, per_band: int = 20,
+                               seed: int = 0) -> dict[str, float]:
+    """Median ms of ``regressor.predict`` on one face's heatmaps by band of the heatmaps' apparent yaw (degrees):
+    below, within and beyond the companion's ``blend_apparent_deg`` ramp, else one band ``all``; up to
+    ``per_band`` synthetic faces per band (face_mesh profile, levelled as that source levels them), each timed
+    ``repeats`` times."""
+    from ..estimator.keypoints.face_mesh import levelled_heatmaps
+    from ..estimator.regressor import heatmap_apparent_yaws_deg
+    from .synth import PROFILES, generate
+
+    heads = generate(40 * per_band, seed, PROFILES["face_mesh"])
+    maps, _ = levelled_heatmaps(heads.xy, heads.confidence, threshold, 15.0)
+    maps = maps.astype(np.float32)
+    apparent = np.abs(heatmap_apparent_yaws_deg(maps))
+    ramp = getattr(regressor, "blend_apparent_deg", None) if getattr(regressor, "turned", None) else None
+    edges = [0.0, *ramp, 180.0] if ramp else [0.0, 180.0]
+    out: dict[str, float] = {}
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        picked = np.flatnonzero((apparent >= lo) & (apparent < hi))[:per_band]
+        if not picked.size:
+            continue
+        times = []
+        regressor.predict(maps[picked[:1]])  # warm-up at batch 1
+        for _ in range(repeats):
+            for i in picked:
+                s = time.perf_counter()
+                regressor.predict(maps[i:i + 1])
+                times.append((time.perf_counter() - s) * 1000.0)
+        key = "all" if not ramp else f"{lo:g}-{hi:g}" + (" (both models)" if lo == ramp[0] else "")
+        out[key] = round(float(np.median(times)), 3)
     return out
 
 
@@ -363,6 +404,10 @@ def format_report(results: dict[str, dict[str, Any]]) -> str:
                          f"ratio {ratio['video']:.2f}")
         per_face = ", ".join(f"batch {b}: {v:.2f}" for b, v in res["regress_ms_per_face"].items())
         lines.append(f"  regression ms per face: {per_face}  ({res['regress_input']})")
+        by_yaw = res.get("regress_ms_by_apparent_yaw")
+        if by_yaw:
+            bands = ", ".join(f"{band}: {ms:.2f}" for band, ms in by_yaw.items())
+            lines.append(f"  regression ms of one face by its heatmaps' apparent yaw (deg; synthetic faces): {bands}")
     return "\n".join(lines)
 
 
@@ -410,6 +455,8 @@ def run(args: argparse.Namespace) -> int:
             "faces_found": {k: v["faces_found"] for k, v in ok.items()},
             "stages_ms": {k: v["stages_ms"] for k, v in ok.items()},
             "regress_ms_per_face": {k: v["regress_ms_per_face"] for k, v in ok.items()},
+            "regress_ms_by_apparent_yaw": {k: v["regress_ms_by_apparent_yaw"] for k, v in ok.items()
+                                           if "regress_ms_by_apparent_yaw" in v},
             "video_fps": {k: v["video_fps"] for k, v in ok.items() if "video_fps" in v},
             "baseline": {k: v["baseline"] for k, v in ok.items() if "baseline" in v},
             "ratio_to_baseline": {k: v["ratio_to_baseline"] for k, v in ok.items() if "ratio_to_baseline" in v},
