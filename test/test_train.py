@@ -113,10 +113,21 @@ def test_train_tilt_reaches_the_generator_and_the_card(tmp_path: Path, monkeypat
     monkeypatch.setattr(train, "generate", lambda n, seed, profile, **kw: seen.append(kw) or real(
         n, seed, profile, **kw))
     assert cli.main(["train", "--name", "t", "--out", str(tmp_path), "--synthetic", "64", "--epochs", "1",
-                     "--batch-size", "32", "--tilt", "20", "--level", "15"]) == 0
-    assert seen == [{"tilt_deg": 20.0, "level_deg": 15.0}]
+                     "--batch-size", "32", "--tilt", "20", "--level", "15", "--min-yaw", "12"]) == 0
+    assert seen == [{"tilt_deg": 20.0, "level_deg": 15.0, "min_yaw_deg": 12.0}]
     data = json.loads(card_path(tmp_path / "t.weights.h5").read_text())["training"]["data"]
-    assert data == ["synthetic:64 (face_mesh profile, tilt +-20 deg x (1 - cos yaw), levelled beyond 15 deg, seed 0)"]
+    assert data == ["synthetic:64 (face_mesh profile, tilt +-20 deg x (1 - cos yaw), levelled beyond 15 deg, "
+                    "|yaw| from 12 deg, seed 0)"]
+
+
+def test_min_yaw_draws_the_same_heads_turned_by_at_least_that_much() -> None:
+    plain, turned = generate(400, 7, PROFILES["face_mesh"]), generate(400, 7, PROFILES["face_mesh"], min_yaw_deg=20.0)
+    assert np.abs(turned.ypr[:, 0]).min() >= 20.0 and np.abs(turned.ypr[:, 0]).max() <= 90.0
+    assert np.abs(plain.ypr[:, 0]).min() < 5.0  # the option changes the draw
+    np.testing.assert_array_equal(np.sign(turned.ypr[:, 0]), np.sign(plain.ypr[:, 0]))
+    np.testing.assert_array_equal(turned.ypr[:, 1:], plain.ypr[:, 1:])
+    order = np.argsort(np.abs(plain.ypr[:, 0]))
+    assert np.all(np.diff(np.abs(turned.ypr[order, 0])) >= 0)  # magnitudes mapped in order
 
 
 def test_level_draws_the_heads_as_the_face_mesh_source_levels_them_and_turns_the_labels_with_them() -> None:
@@ -139,7 +150,8 @@ def test_level_draws_the_heads_as_the_face_mesh_source_levels_them_and_turns_the
 
 
 @pytest.mark.parametrize("bad", [["--synthetic", "0"], ["--pitch-gain", "0.9", "0.5"], ["--pitch-gain", "0", "1"],
-                                 ["--tilt", "-5"], ["--tilt", "120"], ["--level", "-1"], ["--level", "91"]])
+                                 ["--tilt", "-5"], ["--tilt", "120"], ["--level", "-1"], ["--level", "91"],
+                                 ["--min-yaw", "-1"], ["--min-yaw", "90"]])
 def test_train_refuses_nothing_to_train_on_and_bad_pitch_gains(tmp_path: Path, bad: list[str]) -> None:
     with pytest.raises(SystemExit):
         cli.main(["train", "--out", str(tmp_path), *bad])

@@ -90,7 +90,7 @@ def tilt_share(yaw_deg: np.ndarray) -> np.ndarray:
 
 
 def generate(n: int, seed: int, profile: SourceProfile, tilt_deg: float = 0.0,
-             level_deg: "float | None" = None) -> SyntheticSet:
+             level_deg: "float | None" = None, min_yaw_deg: float = 0.0) -> SyntheticSet:
     """``n`` samples drawn with ``numpy.random.default_rng(seed)``: the same arguments give the same set.
 
     ``tilt_deg`` > 0 turns each head further about its line of sight (an in-plane tilt of the face in the image,
@@ -103,9 +103,15 @@ def generate(n: int, seed: int, profile: SourceProfile, tilt_deg: float = 0.0,
     ``level_beyond_deg`` = ``level_deg`` (:func:`~headpose_ros.estimator.keypoints.face_mesh.levelled`), and
     turns the label with them, so that the model learns the heatmaps that source shows and the pose their
     frame shows (the pipeline turns it back). None: keypoints as the camera sees them.
+
+    ``min_yaw_deg`` > 0 draws only turned heads: each yaw's magnitude is mapped linearly from [0, 90] onto
+    [``min_yaw_deg``, 90] degrees, its sign kept (the same heads otherwise).
     """
     rng = np.random.default_rng(seed)
     ypr = rng.uniform(-1.0, 1.0, (n, 3)) * np.array(POSE_RANGE_DEG)
+    if min_yaw_deg > 0.0:
+        top = POSE_RANGE_DEG[0]
+        ypr[:, 0] = np.sign(ypr[:, 0]) * (min_yaw_deg + np.abs(ypr[:, 0]) * (top - min_yaw_deg) / top)
     # People: overall size (IOD 63 +- 3.5 mm) and per-keypoint offsets (mm) with some asymmetry.
     scale = rng.normal(63.0, 3.5, n).clip(52, 75) / 63.0
     offsets = rng.normal(0.0, 1.0, (n, NUM_KEYPOINTS, 3)) * np.array([[2, 4, 4], [1, 1, 1.5], [1, 1, 1.5],

@@ -26,7 +26,7 @@ from ..estimator import geometry
 from ..estimator.regressor import (LABEL_SCALE_DEG, MODELS_DIR, ModelCard, build_model, card_path, encode_labels,
                                    export_tflite, file_sha256, resolve_model_path, tflite_path)
 from ..estimator.types import HEATMAP_SIZE, NUM_KEYPOINTS
-from .synth import PROFILES, SyntheticSet, generate
+from .synth import POSE_RANGE_DEG, PROFILES, SyntheticSet, generate
 
 LOG = logging.getLogger(__name__)
 
@@ -174,6 +174,9 @@ def register(sub: "argparse._SubParsersAction") -> None:
                    help="level the synthetic keypoints (and turn the labels with them) as the face_mesh source "
                         "does with level_beyond_deg DEG: the `turned` model (default: keypoints as the camera sees "
                         "them)")
+    p.add_argument("--min-yaw", type=float, default=0.0, metavar="DEG",
+                   help="draw only synthetic heads turned by DEG degrees of yaw or more (a companion for turned "
+                        "faces; default 0: every yaw)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
 
@@ -195,10 +198,14 @@ def run(args: argparse.Namespace) -> int:
             raise SystemExit(f"train: --tilt needs 0 <= DEG <= 90, not {args.tilt}")
         if args.level is not None and not 0.0 <= args.level <= 90.0:
             raise SystemExit(f"train: --level needs 0 <= DEG <= 90, not {args.level}")
-        parts.append(generate(args.synthetic, args.seed, profile, tilt_deg=args.tilt, level_deg=args.level))
+        if not 0.0 <= args.min_yaw < POSE_RANGE_DEG[0]:
+            raise SystemExit(f"train: --min-yaw needs 0 <= DEG < {POSE_RANGE_DEG[0]:g}, not {args.min_yaw}")
+        parts.append(generate(args.synthetic, args.seed, profile, tilt_deg=args.tilt, level_deg=args.level,
+                              min_yaw_deg=args.min_yaw))
         gain = "" if args.pitch_gain is None else f", pitch gain {profile.pitch_gain[0]:g}-{profile.pitch_gain[1]:g}"
         gain += f", tilt +-{args.tilt:g} deg x (1 - cos yaw)" if args.tilt else ""
         gain += f", levelled beyond {args.level:g} deg" if args.level is not None else ""
+        gain += f", |yaw| from {args.min_yaw:g} deg" if args.min_yaw else ""
         sources.append(f"synthetic:{args.synthetic} ({args.keypoints} profile{gain}, seed {args.seed})")
     train_seq, val_seq = _parse_sequences(args.sequences), _parse_sequences(args.val_sequences)
     val_parts = []
