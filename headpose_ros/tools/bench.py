@@ -310,8 +310,8 @@ def regress_ms_by_apparent_yaw(regressor, threshold: float, repeats: int, per_ba
                                seed: int = 0) -> dict[str, float]:
     """Median ms of ``regressor.predict`` on one face's heatmaps by band of the heatmaps' apparent yaw (degrees):
     below, within and beyond the companion's ``blend_apparent_deg`` ramp, else one band ``all``; up to
-    ``per_band`` synthetic faces per band (face_mesh profile, levelled as that source levels them), each timed
-    ``repeats`` times."""
+    ``per_band`` synthetic faces per band (face_mesh profile, levelled as that source levels them by default, from
+    15 deg of tilt), each timed ``repeats`` times."""
     from ..estimator.keypoints.face_mesh import levelled_heatmaps
     from ..estimator.regressor import heatmap_apparent_yaws_deg
     from .synth import PROFILES, generate
