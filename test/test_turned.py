@@ -46,6 +46,9 @@ def test_the_default_model_blends_its_turned_companion_into_turned_faces_only() 
     turned = HeadPoseRegressor("turned", "cpu")
     both = HeadPoseRegressor("default", "cpu")
     assert alone.turned is None and turned.turned is None and both.turned is not None
+    assert alone.companion_rule() == "none"
+    assert both.companion_rule() == ("27-37 deg of the heatmaps' apparent yaw (a keypoint not drawn: 20-30 deg of "
+                                     "this model's yaw)")
     first, other = alone.predict(maps), turned.predict(maps)
     ran: dict[str, int] = {"default": 0, "turned": 0}
 
@@ -92,3 +95,16 @@ def test_a_bad_turned_entry_in_a_card_is_refused_by_name(tmp_path: Path, entry: 
     copy_default_model(tmp_path, turned=entry)
     with pytest.raises(ModelFileError, match=message):
         HeadPoseRegressor(str(tmp_path / "m.tflite"), "cpu")
+
+
+def test_a_card_without_the_apparent_ramp_blends_by_the_models_own_reading(tmp_path: Path) -> None:
+    copy_default_model(tmp_path, turned={"model": "turned", "blend_yaw_deg": [20, 30]})
+    regressor = HeadPoseRegressor(str(tmp_path / "m.tflite"), "cpu")
+    assert regressor.blend_apparent_deg is None and regressor.companion_rule() == "20-30 deg of this model's yaw"
+    heads = generate(60, 13, PROFILES["face_mesh"])
+    maps, _ = levelled_heatmaps(heads.xy, heads.confidence, 0.3, 15.0)
+    first = HeadPoseRegressor(str(tmp_path / "m.tflite"), "cpu", companion=False).predict(maps)
+    w = turned_weights(first[:, 0], (20.0, 30.0))
+    assert (w == 0).any() and (w == 1).any()
+    other = HeadPoseRegressor("turned", "cpu").predict(maps)
+    np.testing.assert_allclose(regressor.predict(maps), (1 - w[:, None]) * first + w[:, None] * other, atol=1e-4)

@@ -86,8 +86,8 @@ class HeadPoseEstimator:
                 f"but keypoint source {self.config.keypoints!r} makes {kind!r} heatmaps; pick a matching model")
 
     def describe(self) -> dict[str, str]:
-        """Backends, model file, device and the turned-face companion's file ("none") in use, for logs
-        and diagnostics."""
+        """Backends, model file, device, and the turned-face companion's file ("none") and blend in use, for
+        logs, diagnostics and reports."""
         turned = getattr(self.regressor, "turned", None)
         return {
             "detector": self.config.detector,
@@ -96,6 +96,7 @@ class HeadPoseEstimator:
             "device": self.regressor.device,
             "runtime": getattr(self.regressor, "runtime", "keras"),
             "turned_model": str(turned.weights_path) if turned is not None else "none",
+            "turned_blend": self.regressor.companion_rule() if turned is not None else "none",
         }
 
     def _select(self, boxes: list[FaceBox], width: int, height: int) -> list[FaceBox]:

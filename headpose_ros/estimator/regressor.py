@@ -365,6 +365,16 @@ class HeadPoseRegressor:
     def heatmap_kind(self) -> str:
         return self.card.heatmap_kind
 
+    def companion_rule(self) -> str:
+        """How the turned-face companion is blended in, in words, for logs and reports ("none" without one)."""
+        if self.turned is None:
+            return "none"
+        read = "{:g}-{:g} deg of this model's yaw".format(*self.blend_yaw_deg)
+        if self.blend_apparent_deg is None:
+            return read
+        return "{:g}-{:g} deg of the heatmaps' apparent yaw (a keypoint not drawn: {})".format(
+            *self.blend_apparent_deg, read)
+
     def predict(self, heatmaps: np.ndarray) -> np.ndarray:
         """Angles (N, 3) in degrees (yaw, pitch, roll) for heatmaps (N, 96, 96, 5) in [0, 1]; turned faces
         blended with the turned-face companion's angles where there is one."""
