@@ -310,14 +310,14 @@ def regress_ms_by_apparent_yaw(regressor, threshold: float, repeats: int, per_ba
                                seed: int = 0) -> dict[str, float]:
     """Median ms of ``regressor.predict`` on one face's heatmaps by band of the heatmaps' apparent yaw (degrees):
     below, within and beyond the companion's ``blend_apparent_deg`` ramp, else one band ``all``; up to
-    ``per_band`` synthetic faces per band (face_mesh profile, levelled as that source levels them by default, from
-    15 deg of tilt), each timed ``repeats`` times."""
-    from ..estimator.keypoints.face_mesh import levelled_heatmaps
+    ``per_band`` synthetic faces per band (face_mesh profile, levelled as that source levels them by default,
+    ``LEVEL_BEYOND_DEG``), each timed ``repeats`` times."""
+    from ..estimator.keypoints.face_mesh import LEVEL_BEYOND_DEG, levelled_heatmaps
     from ..estimator.regressor import heatmap_apparent_yaws_deg
     from .synth import PROFILES, generate
 
     heads = generate(40 * per_band, seed, PROFILES["face_mesh"])
-    maps, _ = levelled_heatmaps(heads.xy, heads.confidence, threshold, 15.0)
+    maps, _ = levelled_heatmaps(heads.xy, heads.confidence, threshold, LEVEL_BEYOND_DEG)
     maps = maps.astype(np.float32)
     apparent = np.abs(heatmap_apparent_yaws_deg(maps))
     ramp = getattr(regressor, "blend_apparent_deg", None) if getattr(regressor, "turned", None) else None

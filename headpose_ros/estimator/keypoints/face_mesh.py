@@ -71,6 +71,8 @@ LANDMARKS: tuple[tuple[int, ...], ...] = (
     (454,),
 )
 INPUT_SIZE = 192
+#: Eye-line tilt (deg) beyond which the source levels a face's heatmaps by default (``level_beyond_deg``).
+LEVEL_BEYOND_DEG = 15.0
 #: Mesh landmarks at the top of the forehead and the bottom of the chin: the face's length for the raises.
 FOREHEAD, CHIN = 10, 152
 
@@ -220,7 +222,7 @@ class FaceMeshKeypoints:
 
     def __init__(self, passes: "int | str" = "auto", crop_scale: float = 1.5, min_presence: float = 0.0,
                  threshold: float = 0.3, model_path: Optional[str] = None, num_threads: int = 1,
-                 level_beyond_deg: float = 15.0, realign_deg: float = 10.0, retry_below: float = 0.5,
+                 level_beyond_deg: float = LEVEL_BEYOND_DEG, realign_deg: float = 10.0, retry_below: float = 0.5,
                  max_passes: int = 4, nose_raise: float = 0.01, ear_raise: float = 0.02,
                  retry_crops: Sequence[Sequence[float]] = RETRY_CROPS,
                  tragion_ears: Sequence[float] = TRAGION_EARS):
