@@ -394,7 +394,7 @@ class HeadPoseRegressor:
             known = np.isfinite(apparent)
             weight[known] = turned_weights(apparent[known], self.blend_apparent_deg)
         angles = np.zeros((count, 3))
-        first = ~known | (weight < 1.0)  # faces that need this model's own angles
+        first = weight < 1.0  # faces that need this model's own angles (every one not yet weighed among them)
         if np.any(first):
             angles[first] = self._run(batch[first])
         weight[~known] = turned_weights(angles[~known, 0], self.blend_yaw_deg)
