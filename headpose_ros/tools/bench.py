@@ -320,7 +320,7 @@ def regress_ms_by_apparent_yaw(regressor, threshold: float, repeats: int, per_ba
     maps, _ = levelled_heatmaps(heads.xy, heads.confidence, threshold, LEVEL_BEYOND_DEG)
     maps = maps.astype(np.float32)
     apparent = np.abs(heatmap_apparent_yaws_deg(maps))
-    ramp = getattr(regressor, "blend_apparent_deg", None) if getattr(regressor, "turned", None) else None
+    ramp = getattr(regressor, "blend_apparent_deg", None)  # None without a companion, or one blended by its reading
     edges = [0.0, *ramp, 180.0] if ramp else [0.0, 180.0]
     out: dict[str, float] = {}
     for lo, hi in zip(edges[:-1], edges[1:]):
